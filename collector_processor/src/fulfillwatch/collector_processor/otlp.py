@@ -1,0 +1,247 @@
+"""Decoding OTLP trace export requests (protobuf and OTLP/JSON) into signals.
+
+Only the two fulfillment span names are converted; every other span is counted and skipped
+before its attributes are touched, which is what keeps decoding cheap when an app sends its
+whole trace stream. A structurally broken request raises :class:`MalformedRequest` (HTTP 400);
+a fulfillment span that is well-formed OTLP but unusable is *rejected* and reported through
+``partial_success``.
+
+OTLP/JSON is not the proto3 JSON mapping: ids are hex, enums are integers, 64-bit integers may be
+strings or numbers (see ``opentelemetry-proto/docs/specification.md``). That is why the JSON
+decoder walks the dict itself instead of calling ``json_format.Parse``, which would read the
+hex ids as base64.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from fulfillwatch.instrumentation import vocabulary as v
+
+from .signals import Signal
+from .span_signals import SpanFields, UnusableSpan, signal_from_span
+
+_SERVICE_NAME = "service.name"
+_MAX_REJECTION_DETAILS = 5
+
+
+class MalformedRequest(ValueError):
+    """The request body is not a valid OTLP trace export request."""
+
+
+@dataclass
+class DecodedBatch:
+    """The outcome of decoding one export request."""
+
+    signals: list[Signal] = field(default_factory=list)
+    spans: int = 0
+    ignored: int = 0
+    rejections: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        """Fulfillment spans that could not be used."""
+        return len(self.rejections)
+
+    def rejection_message(self) -> str:
+        """A human-readable summary for ``partial_success.error_message``."""
+        if not self.rejections:
+            return ""
+        shown = "; ".join(self.rejections[:_MAX_REJECTION_DETAILS])
+        more = len(self.rejections) - _MAX_REJECTION_DETAILS
+        suffix = f"; and {more} more" if more > 0 else ""
+        return f"{self.rejected} fulfillment span(s) rejected: {shown}{suffix}"
+
+    def add(self, fields: SpanFields, default_timeout_s: float) -> None:
+        """Convert one fulfillment span, recording a rejection instead of raising."""
+        try:
+            self.signals.append(signal_from_span(fields, default_timeout_s=default_timeout_s))
+        except UnusableSpan as exc:
+            self.rejections.append(f"span {fields.span_id or '?'}: {exc}")
+
+
+# --- protobuf ----------------------------------------------------------------------------------
+
+
+def _any_value(value: AnyValue) -> object:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_any_value(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _any_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return value.bytes_value.hex()
+    return getattr(value, kind)
+
+
+def decode_protobuf(body: bytes, *, default_timeout_s: float) -> DecodedBatch:
+    """Decode an ``ExportTraceServiceRequest`` in protobuf encoding."""
+    try:
+        request = ExportTraceServiceRequest.FromString(body)
+    except DecodeError as exc:
+        raise MalformedRequest(f"the body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}") from None
+    batch = DecodedBatch()
+    names = v.FULFILLMENT_SPANS
+    for resource_spans in request.resource_spans:
+        service = ""
+        for kv in resource_spans.resource.attributes:
+            if kv.key == _SERVICE_NAME:
+                service = str(_any_value(kv.value) or "")
+                break
+        for scope_spans in resource_spans.scope_spans:
+            spans = scope_spans.spans
+            batch.spans += len(spans)
+            for span in spans:
+                if span.name not in names:
+                    batch.ignored += 1
+                    continue
+                link = span.links[0] if span.links else None
+                batch.add(
+                    SpanFields(
+                        name=span.name,
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        end_time_ns=span.end_time_unix_nano,
+                        status_code=span.status.code,
+                        status_message=span.status.message,
+                        attributes={kv.key: _any_value(kv.value) for kv in span.attributes},
+                        service=service,
+                        link_trace_id=link.trace_id.hex() if link is not None else "",
+                        link_span_id=link.span_id.hex() if link is not None else "",
+                    ),
+                    default_timeout_s,
+                )
+    return batch
+
+
+# --- OTLP/JSON ---------------------------------------------------------------------------------
+
+
+def _list(container: Mapping[str, Any], key: str, where: str) -> Sequence[Any]:
+    value = container.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise MalformedRequest(f"{where}.{key} must be an array")
+    return value
+
+
+def _object(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedRequest(f"{where} must be an object")
+    return value
+
+
+def _json_any_value(value: object, where: str) -> object:
+    if not isinstance(value, dict):
+        raise MalformedRequest(f"{where} must be an AnyValue object")
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "boolValue" in value:
+        return value["boolValue"]
+    if "intValue" in value:  # int64: a decimal string or a number
+        try:
+            return int(value["intValue"])
+        except (TypeError, ValueError):
+            raise MalformedRequest(f"{where}.intValue is not an integer") from None
+    if "doubleValue" in value:
+        try:
+            return float(value["doubleValue"])
+        except (TypeError, ValueError):
+            raise MalformedRequest(f"{where}.doubleValue is not a number") from None
+    if "arrayValue" in value:
+        items = _list(_object(value["arrayValue"], f"{where}.arrayValue"), "values", f"{where}.arrayValue")
+        return [_json_any_value(item, f"{where}.arrayValue.values[{i}]") for i, item in enumerate(items)]
+    if "kvlistValue" in value:
+        return _json_attributes(_object(value["kvlistValue"], f"{where}.kvlistValue"), f"{where}.kvlistValue", "values")
+    if "bytesValue" in value:
+        return str(value["bytesValue"])
+    return None
+
+
+def _json_attributes(container: Mapping[str, Any], where: str, key: str = "attributes") -> dict[str, object]:
+    attributes: dict[str, object] = {}
+    for i, item in enumerate(_list(container, key, where)):
+        kv = _object(item, f"{where}.{key}[{i}]")
+        name = kv.get("key")
+        if not isinstance(name, str):
+            raise MalformedRequest(f"{where}.{key}[{i}].key must be a string")
+        attributes[name] = _json_any_value(kv.get("value", {}), f"{where}.{key}[{i}].value")
+    return attributes
+
+
+def _hex_id(value: object, size: int, where: str, *, required: bool = True) -> str:
+    if value in (None, "") and not required:
+        return ""
+    if not isinstance(value, str) or len(value) != size * 2:
+        raise MalformedRequest(f"{where} must be a {size * 2}-character hex string")
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        raise MalformedRequest(f"{where} must be a {size * 2}-character hex string") from None
+    return value.lower()
+
+
+def _json_int(value: object, where: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise MalformedRequest(f"{where} must be an integer")
+    try:
+        return int(value)  # type: ignore[call-overload, no-any-return]
+    except (TypeError, ValueError):
+        raise MalformedRequest(f"{where} must be an integer (a number or a decimal string)") from None
+
+
+def decode_json(body: bytes, *, default_timeout_s: float) -> DecodedBatch:
+    """Decode an ``ExportTraceServiceRequest`` in OTLP/JSON encoding."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+    request = _object(document, "the request body")
+    batch = DecodedBatch()
+    for r, resource_spans in enumerate(_list(request, "resourceSpans", "request")):
+        where_r = f"resourceSpans[{r}]"
+        resource_spans = _object(resource_spans, where_r)
+        resource = _object(resource_spans.get("resource", {}), f"{where_r}.resource")
+        service = str(_json_attributes(resource, f"{where_r}.resource").get(_SERVICE_NAME) or "")
+        for s, scope_spans in enumerate(_list(resource_spans, "scopeSpans", where_r)):
+            where_s = f"{where_r}.scopeSpans[{s}]"
+            spans = _list(_object(scope_spans, where_s), "spans", where_s)
+            batch.spans += len(spans)
+            for i, span in enumerate(spans):
+                where = f"{where_s}.spans[{i}]"
+                span = _object(span, where)
+                name = span.get("name", "")
+                if name not in v.FULFILLMENT_SPANS:
+                    batch.ignored += 1
+                    continue
+                links = _list(span, "links", where)
+                link = _object(links[0], f"{where}.links[0]") if links else {}
+                status = _object(span.get("status", {}), f"{where}.status")
+                batch.add(
+                    SpanFields(
+                        name=name,
+                        trace_id=_hex_id(span.get("traceId"), 16, f"{where}.traceId"),
+                        span_id=_hex_id(span.get("spanId"), 8, f"{where}.spanId"),
+                        end_time_ns=_json_int(span.get("endTimeUnixNano"), f"{where}.endTimeUnixNano"),
+                        status_code=_json_int(status.get("code"), f"{where}.status.code"),
+                        status_message=str(status.get("message") or ""),
+                        attributes=_json_attributes(span, where),
+                        service=service,
+                        link_trace_id=_hex_id(link.get("traceId"), 16, f"{where}.links[0].traceId", required=False),
+                        link_span_id=_hex_id(link.get("spanId"), 8, f"{where}.links[0].spanId", required=False),
+                    ),
+                    default_timeout_s,
+                )
+    return batch

@@ -1,0 +1,169 @@
+"""Signals — receipts and results — as rows of ``fw_signals``, and how they are written.
+
+A signal is keyed by ``signal_id`` (a span's trace id + span id, or a REST idempotency key), and
+the table is a ``ReplacingMergeTree`` whose sorting key ends with it: a replayed OTLP batch or a
+retried REST call adds rows that merges collapse and that every read ignores (reads use
+``FINAL``/``LIMIT 1 BY`` or aggregates that duplicates cannot change, such as min and max).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+
+from .migrations import Migration, RetentionRule
+
+SIGNALS_TABLE = "fw_signals"
+RECEIPT = "receipt"
+RESULT = "result"
+#: Where a signal came from.
+SOURCE_OTLP = "otlp"
+SOURCE_REST = "rest"
+SOURCE_OTEL_TRACES = "otel_traces"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+SIGNAL_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "signals/0001_create_fw_signals",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {SIGNALS_TABLE} (
+                signal_id String,
+                signal LowCardinality(String),
+                stripe_event_id String,
+                effect LowCardinality(String),
+                event_type LowCardinality(String),
+                service LowCardinality(String),
+                outcome LowCardinality(String),
+                at DateTime64(6, 'UTC'),
+                due_at DateTime64(6, 'UTC'),
+                attempt UInt16,
+                error_type String,
+                error_message String,
+                replay_id String,
+                livemode Nullable(Bool),
+                account String,
+                customer String,
+                amount Nullable(Int64),
+                currency LowCardinality(String),
+                event_created UInt32,
+                trace_id String,
+                span_id String,
+                receipt_trace_id String,
+                receipt_span_id String,
+                source LowCardinality(String),
+                attributes Map(LowCardinality(String), String),
+                ingested_at DateTime64(6, 'UTC') DEFAULT now64(6),
+                INDEX idx_ingested_at ingested_at TYPE minmax GRANULARITY 1,
+                INDEX idx_due_at due_at TYPE minmax GRANULARITY 1,
+                INDEX idx_replay_id replay_id TYPE bloom_filter(0.01) GRANULARITY 4
+            )
+            ENGINE = ReplacingMergeTree
+            PARTITION BY toYYYYMMDD(at)
+            ORDER BY (stripe_event_id, effect, signal, signal_id)
+            TTL toDateTime(at) + toIntervalDay(400)
+            SETTINGS ttl_only_drop_parts = 1
+            """,
+        ),
+    ),
+)
+
+SIGNAL_RETENTION = (RetentionRule(SIGNALS_TABLE, "at"),)
+
+
+@dataclass(slots=True)
+class Signal:
+    """One receipt or result, as stored."""
+
+    signal_id: str
+    signal: str
+    stripe_event_id: str
+    at: datetime
+    effect: str = ""
+    event_type: str = ""
+    service: str = ""
+    outcome: str = ""
+    due_at: datetime = _EPOCH
+    attempt: int = 0
+    error_type: str = ""
+    error_message: str = ""
+    replay_id: str = ""
+    livemode: bool | None = None
+    account: str = ""
+    customer: str = ""
+    amount: int | None = None
+    currency: str = ""
+    event_created: int = 0
+    trace_id: str = ""
+    span_id: str = ""
+    receipt_trace_id: str = ""
+    receipt_span_id: str = ""
+    source: str = SOURCE_OTLP
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_ARROW_SCHEMA = pa.schema(
+    [
+        ("signal_id", pa.string()),
+        ("signal", pa.string()),
+        ("stripe_event_id", pa.string()),
+        ("effect", pa.string()),
+        ("event_type", pa.string()),
+        ("service", pa.string()),
+        ("outcome", pa.string()),
+        ("at", _TIMESTAMP),
+        ("due_at", _TIMESTAMP),
+        ("attempt", pa.uint16()),
+        ("error_type", pa.string()),
+        ("error_message", pa.string()),
+        ("replay_id", pa.string()),
+        ("livemode", pa.bool_()),
+        ("account", pa.string()),
+        ("customer", pa.string()),
+        ("amount", pa.int64()),
+        ("currency", pa.string()),
+        ("event_created", pa.uint32()),
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("receipt_trace_id", pa.string()),
+        ("receipt_span_id", pa.string()),
+        ("source", pa.string()),
+        ("attributes", pa.map_(pa.string(), pa.string())),
+    ]
+)
+#: Columns the writer sends; ``ingested_at`` is set by the store at insert time.
+INSERT_COLUMNS: tuple[str, ...] = tuple(_ARROW_SCHEMA.names)
+
+
+def to_arrow_stream(signals: Sequence[Signal]) -> bytes:
+    """Encode signals as an Arrow IPC stream (the fastest insert format measured for chDB)."""
+    columns: list[pa.Array] = []
+    for name, arrow_type in zip(_ARROW_SCHEMA.names, _ARROW_SCHEMA.types):
+        values = [getattr(s, name) for s in signals]
+        if name == "attributes":
+            columns.append(pa.array([list(d.items()) for d in values], type=arrow_type))
+        else:
+            columns.append(pa.array(values, type=arrow_type))
+    table = pa.Table.from_arrays(columns, schema=_ARROW_SCHEMA)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, _ARROW_SCHEMA) as stream:
+        stream.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def insert_signals(client: Client, signals: Sequence[Signal]) -> None:
+    """Insert signals in one block; returns once the store has them."""
+    if not signals:
+        return
+    client.raw_insert(
+        SIGNALS_TABLE,
+        column_names=list(INSERT_COLUMNS),
+        insert_block=to_arrow_stream(signals),
+        fmt="ArrowStream",
+    )

@@ -1,0 +1,174 @@
+"""The one storage client: clickhouse-connect, on embedded chDB or a ClickHouse server.
+
+The DSN chooses the engine (DESIGN.md §1):
+
+* ``chdb:///abs/dir`` (or ``chdb://`` with a data directory) — ClickHouse embedded in this
+  process via chDB. A chDB directory is locked by one process, and one process may open one
+  path: every component must then run inside ``fulfillwatch serve``.
+* ``http[s]://user:password@host:8123/database`` — a ClickHouse server or cluster.
+
+The same SQL runs on both. Each component asks for its own client (``Store.client(purpose)``),
+because insert contexts and chDB streaming inserts are not shareable across threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+_logger = logging.getLogger("fulfillwatch.store")
+
+#: Default DSN: embedded ClickHouse (chDB) in the data directory.
+DEFAULT_DSN = "chdb://"
+
+
+class StoreUnavailable(RuntimeError):
+    """The store could not be reached or refused a write; the caller may retry later."""
+
+
+class InvalidDsn(ValueError):
+    """``FULFILLWATCH_CLICKHOUSE_DSN`` is not a DSN Fulfillwatch understands."""
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """A parsed DSN."""
+
+    kind: str  # "chdb" | "http"
+    chdb_path: str = ""
+    url: str = ""
+    database: str = "default"
+
+    @property
+    def embedded(self) -> bool:
+        """True for chDB, which only one process may open."""
+        return self.kind == "chdb"
+
+    def describe(self) -> str:
+        """The location without credentials, for logs and health output."""
+        if self.embedded:
+            return f"chdb://{self.chdb_path}"
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}/{self.database}"
+
+
+def parse_dsn(dsn: str, data_dir: str | os.PathLike[str] | None = None) -> StoreLocation:
+    """Parse a storage DSN; ``chdb://`` alone means the data directory ``data_dir``."""
+    text = dsn.strip()
+    parts = urlsplit(text)
+    if parts.scheme == "chdb":
+        raw_path = unquote((parts.netloc or "") + (parts.path or ""))
+        path = raw_path or (os.fspath(data_dir) if data_dir is not None else "")
+        if not path:
+            raise InvalidDsn("chdb:// needs a data directory: chdb:///path/to/dir or --data-dir")
+        return StoreLocation(kind="chdb", chdb_path=os.path.realpath(os.path.expanduser(path)))
+    if parts.scheme in ("http", "https", "clickhouse", "clickhouses"):
+        if not parts.hostname:
+            raise InvalidDsn(f"the DSN {_redact(text)!r} has no host")
+        database = parts.path.strip("/") or "default"
+        if "/" in database:
+            raise InvalidDsn(f"the DSN path must be one database name, got {database!r}")
+        return StoreLocation(kind="http", url=text, database=database)
+    raise InvalidDsn(
+        f"unsupported storage DSN {_redact(text)!r}: use chdb:///dir (embedded) or "
+        "http(s)://user:password@host:8123/database (ClickHouse server)"
+    )
+
+
+def _redact(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password:
+        return dsn.replace(f":{parts.password}@", ":***@")
+    return dsn
+
+
+class Store:
+    """Creates and tracks clients for one storage location."""
+
+    def __init__(self, location: StoreLocation) -> None:
+        self.location = location
+        self._lock = threading.Lock()
+        self._clients: dict[str, Client] = {}
+
+    def client(self, purpose: str) -> Client:
+        """The client for one component (``"writer"``, ``"engine"``, ``"api"``...), created lazily.
+
+        Raises :class:`StoreUnavailable` when the store cannot be reached.
+        """
+        with self._lock:
+            existing = self._clients.get(purpose)
+            if existing is not None:
+                return existing
+            created = self._connect()
+            self._clients[purpose] = created
+            return created
+
+    def discard(self, purpose: str) -> None:
+        """Drop a client after a connection error so the next call reconnects."""
+        with self._lock:
+            client = self._clients.pop(purpose, None)
+        if client is not None and not self.location.embedded:
+            _close_quietly(client)
+
+    def _connect(self) -> Client:
+        settings: dict[str, Any] = {}
+        try:
+            if self.location.embedded:
+                os.makedirs(self.location.chdb_path, exist_ok=True)
+                return clickhouse_connect.get_client(
+                    interface="chdb", path=self.location.chdb_path, tz_mode="aware"
+                )
+            if self.location.database != "default":
+                _ensure_database(self.location)
+            return clickhouse_connect.get_client(
+                dsn=self.location.url,
+                database=self.location.database,
+                autogenerate_session_id=False,
+                tz_mode="aware",
+                settings=settings,
+            )
+        except (ClickHouseError, OSError) as exc:
+            raise StoreUnavailable(f"cannot open {self.location.describe()}: {exc}") from exc
+
+    def ping(self) -> bool:
+        """Whether a trivial query succeeds."""
+        try:
+            self.client("health").query("SELECT 1")
+        except (StoreUnavailable, ClickHouseError, OSError):
+            self.discard("health")
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close every client (at shutdown)."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            _close_quietly(client)
+
+
+def _ensure_database(location: StoreLocation) -> None:
+    bootstrap = clickhouse_connect.get_client(
+        dsn=location.url, database="default", autogenerate_session_id=False
+    )
+    try:
+        bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{location.database}`")
+    finally:
+        _close_quietly(bootstrap)
+
+
+def _close_quietly(client: Client) -> None:
+    try:
+        client.close()
+    except Exception:  # noqa: BLE001 - closing at shutdown must not mask the real outcome
+        _logger.debug("error closing a storage client", exc_info=True)

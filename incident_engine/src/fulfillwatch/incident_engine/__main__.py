@@ -1,0 +1,5 @@
+"""``python -m fulfillwatch.incident_engine`` runs the ``fulfillwatch`` command."""
+
+from .cli import main
+
+main()

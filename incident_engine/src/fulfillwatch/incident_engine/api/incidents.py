@@ -1,0 +1,115 @@
+"""``/api/incidents`` (list, detail) and ``/api/events/{id}`` routes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query
+
+from .. import queries
+from ..expectations import expectations_of_event
+from ..timeline import build_timeline, event_fields, expectation_view
+from .auth import PrincipalDep
+from .context import ClientDep, ContextDep
+from .models import EventView, IncidentDetail, IncidentPageModel, IncidentSummary, KindName, StateName
+
+router = APIRouter(prefix="/api", tags=["incidents"])
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ID = Path(min_length=1, max_length=256, pattern=r"^[\w.:-]+$")
+
+
+def _default_timeout(context: ContextDep) -> timedelta:
+    return timedelta(seconds=context.settings.default_timeout_s)
+
+
+@router.get("/incidents", response_model=IncidentPageModel, summary="List incidents")
+def list_incidents(
+    _: PrincipalDep,
+    client: ClientDep,
+    state: Annotated[StateName | None, Query(description="Current state")] = None,
+    kind: Annotated[KindName | None, Query(description="Incident kind")] = None,
+    event_type: Annotated[str | None, Query(max_length=256)] = None,
+    effect: Annotated[str | None, Query(max_length=256)] = None,
+    service: Annotated[str | None, Query(max_length=256)] = None,
+    stripe_event_id: Annotated[str | None, Query(max_length=256, description="Exact Stripe event id")] = None,
+    since: Annotated[datetime | None, Query(description="Opened at or after (RFC 3339)")] = None,
+    until: Annotated[datetime | None, Query(description="Opened before (RFC 3339)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> IncidentPageModel:
+    """Incidents, most recently updated first, filtered and paginated on the server."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise HTTPException(422, f"{name} must include a time zone, e.g. 2026-01-31T12:00:00Z")
+    filters = queries.IncidentFilter(
+        state=state, kind=kind, event_type=event_type, effect=effect, service=service,
+        stripe_event_id=stripe_event_id, opened_since=since, opened_until=until,
+    )
+    page = queries.list_incidents(client, filters, limit, offset)
+    following = offset + len(page.items)
+    return IncidentPageModel(
+        items=[IncidentSummary(**item) for item in page.items],
+        total=page.total,
+        limit=limit,
+        offset=offset,
+        next_offset=following if following < page.total else None,
+    )
+
+
+@router.get(
+    "/incidents/{incident_id}",
+    response_model=IncidentDetail,
+    summary="One incident with its timeline",
+    responses={404: {"description": "No such incident"}},
+)
+def get_incident(
+    _: PrincipalDep,
+    client: ClientDep,
+    context: ContextDep,
+    incident_id: Annotated[str, _ID],
+) -> IncidentDetail:
+    """The incident, its expectation's current verdict, and every receipt, result and
+    transition in time order."""
+    summary = queries.get_incident(client, incident_id)
+    if summary is None:
+        raise HTTPException(404, f"no incident {incident_id}")
+    signals = queries.signals_of(client, summary["stripe_event_id"], _effect_key(summary))
+    expectation = next(
+        (e for e in expectations_of_event(client, summary["stripe_event_id"], _EPOCH) if e.incident_id == incident_id),
+        None,
+    )
+    now = datetime.now(timezone.utc)
+    return IncidentDetail(
+        **summary,
+        expectation=expectation_view(expectation, now, _default_timeout(context)) if expectation else None,
+        event=event_fields(signals),
+        timeline=build_timeline(signals, queries.incident_transitions(client, incident_id)),
+    )
+
+
+def _effect_key(summary: dict[str, object]) -> str:
+    # Summaries show the event type as the effect when none was named; stored, it is ''.
+    return "" if summary["effect"] == summary["event_type"] else str(summary["effect"])
+
+
+@router.get("/events/{stripe_event_id}", response_model=EventView, summary="Everything about one Stripe event")
+def get_event(
+    _: PrincipalDep,
+    client: ClientDep,
+    context: ContextDep,
+    stripe_event_id: Annotated[str, _ID],
+) -> EventView:
+    """Every expectation of the event with its verdict, its incidents and its signals.
+
+    An unknown event id is not an error: the lists are empty.
+    """
+    now = datetime.now(timezone.utc)
+    expectations = expectations_of_event(client, stripe_event_id, _EPOCH)
+    page = queries.list_incidents(client, queries.IncidentFilter(stripe_event_id=stripe_event_id), 500, 0)
+    return EventView(
+        stripe_event_id=stripe_event_id,
+        expectations=[expectation_view(e, now, _default_timeout(context)) for e in expectations],
+        incidents=[IncidentSummary(**item) for item in page.items],
+        signals=queries.signals_of(client, stripe_event_id),
+    )

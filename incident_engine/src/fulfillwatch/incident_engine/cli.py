@@ -1,0 +1,95 @@
+"""The ``fulfillwatch`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from fulfillwatch.collector_processor.store import InvalidDsn, StoreUnavailable, parse_dsn
+
+from .settings import SettingsError, load_settings
+
+app = typer.Typer(
+    help="Fulfillwatch: find paid Stripe events whose business effect failed or never happened.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+_console = Console(stderr=True)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=_console, show_path=False, rich_tracebacks=True)],
+    )
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+@app.command()
+def serve(
+    data_dir: Annotated[
+        Optional[Path], typer.Option(help="chDB data directory [env FULFILLWATCH_DATA_DIR; default ./.fulfillwatch]")
+    ] = None,
+    otlp_port: Annotated[Optional[int], typer.Option(help="OTLP/HTTP port [default 4318]")] = None,
+    api_port: Annotated[Optional[int], typer.Option(help="HTTP API port [default 8000]")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to bind [default 127.0.0.1]")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Allow running without FULFILLWATCH_API_TOKEN")] = False,
+    engine_interval: Annotated[Optional[float], typer.Option(help="Seconds between evaluations [default 5]")] = None,
+    default_timeout: Annotated[
+        Optional[float], typer.Option(help="Deadline (s) for receipts that name none [default 1800]")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
+) -> None:
+    """Run the OTLP receiver, the incident engine and the API in one process.
+
+    The store is FULFILLWATCH_CLICKHOUSE_DSN (default: embedded ClickHouse in --data-dir).
+    """
+    _configure_logging(log_level)
+    try:
+        settings = load_settings(
+            data_dir=data_dir,
+            otlp_port=otlp_port,
+            api_port=api_port,
+            host=host,
+            demo=demo or None,
+            engine_interval_s=engine_interval,
+            default_timeout_s=default_timeout,
+        )
+        location = parse_dsn(settings.clickhouse_dsn, settings.data_dir)
+    except (SettingsError, InvalidDsn) as exc:
+        _console.print(f"[red]fulfillwatch: invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
+    _console.print(
+        f"[bold]Fulfillwatch[/bold] store {location.describe()}\n"
+        f"  OTLP/HTTP  http://{settings.host}:{settings.otlp_port}/v1/traces\n"
+        f"  API        http://{settings.host}:{settings.api_port}/api/incidents  (docs: /docs)"
+    )
+    if settings.demo:
+        _console.print(f"  demo mode: API token [bold]{settings.token()}[/bold]")
+    from .server import serve as run_server
+
+    try:
+        asyncio.run(run_server(settings))
+    except StoreUnavailable as exc:
+        _console.print(f"[red]fulfillwatch: store unavailable:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except RuntimeError as exc:
+        _console.print(f"[red]fulfillwatch:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.callback()
+def _root() -> None:
+    """Fulfillwatch command line."""
+
+
+def main() -> None:
+    """Entry point of the ``fulfillwatch`` script."""
+    app()

@@ -1,0 +1,90 @@
+"""The engine's persisted state: evaluation watermarks and the heartbeat.
+
+Watermarks are written after the transitions of a tick, so a crash between the two only makes
+the next tick look at the same window again — which plans no new transitions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from .schema import ENGINE_STATE_TABLE
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_WATERMARKS = "watermarks"
+_HEARTBEAT = "heartbeat"
+
+
+@dataclass(frozen=True)
+class Watermarks:
+    """Everything stored up to ``ingested`` and every deadline up to ``due`` was evaluated."""
+
+    ingested: datetime = EPOCH
+    due: datetime = EPOCH
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Proof of life of the engine, written by every tick."""
+
+    engine_id: str
+    at: datetime
+    tick_ms: float
+    expectations: int
+    transitions: int
+    lag_s: float  # now − ingest watermark after the tick
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {**asdict(self), "at": self.at.isoformat()}
+
+
+def _read(client: Client, key: str) -> dict[str, Any] | None:
+    rows = client.query(
+        f"SELECT value FROM {ENGINE_STATE_TABLE} FINAL WHERE key = {{key:String}}",
+        parameters={"key": key},
+    ).result_rows
+    return json.loads(rows[0][0]) if rows else None
+
+
+def _write(client: Client, key: str, value: dict[str, Any], at: datetime) -> None:
+    client.insert(
+        ENGINE_STATE_TABLE,
+        [[key, json.dumps(value), at]],
+        column_names=["key", "value", "updated_at"],
+    )
+
+
+def load_watermarks(client: Client) -> Watermarks:
+    """The stored watermarks (epoch when the engine never ran: evaluate everything)."""
+    value = _read(client, _WATERMARKS)
+    if value is None:
+        return Watermarks()
+    return Watermarks(
+        ingested=datetime.fromisoformat(value["ingested"]),
+        due=datetime.fromisoformat(value["due"]),
+    )
+
+
+def save_watermarks(client: Client, marks: Watermarks) -> None:
+    """Persist the watermarks."""
+    value = {"ingested": marks.ingested.isoformat(), "due": marks.due.isoformat()}
+    _write(client, _WATERMARKS, value, marks.ingested)
+
+
+def save_heartbeat(client: Client, beat: Heartbeat) -> None:
+    """Persist the heartbeat."""
+    _write(client, _HEARTBEAT, beat.to_json(), beat.at)
+
+
+def load_heartbeat(client: Client) -> Heartbeat | None:
+    """The latest heartbeat, if the engine ever ran."""
+    value = _read(client, _HEARTBEAT)
+    if value is None:
+        return None
+    return Heartbeat(**{**value, "at": datetime.fromisoformat(value["at"])})

@@ -1,0 +1,176 @@
+"""SQL that summarises expectations and reads incident heads, for the engine and the API.
+
+The aggregates are chosen so that duplicated signal rows (a replayed batch not yet merged away)
+cannot change them: ``min``, ``max``, ``argMax`` with a total order, ``count() > 0``; the list of
+new results is de-duplicated by signal id in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
+
+from .schema import INCIDENT_ID_SQL, INCIDENT_LOG_TABLE
+from .status import Expectation, ResultInfo
+from .transitions import IncidentHead, State, TransitionType
+
+_RESULT_TUPLE = "tuple(signal_id, at, outcome, error_type, error_message, replay_id, attempt)"
+_DECISIVE = "outcome IN ('success', 'failure')"
+#: Transitions after which an incident is in a new state (``state_since``).
+_STATE_CHANGES = ", ".join(
+    f"'{t.value}'"
+    for t in (
+        TransitionType.OPENED,
+        TransitionType.REOPENED,
+        TransitionType.RESOLVED,
+        TransitionType.IGNORED,
+        TransitionType.ACKNOWLEDGED,
+        TransitionType.REPROCESS_REQUESTED,
+        TransitionType.REPROCESS_FAILED,
+    )
+)
+
+def _where(template: str, condition: str) -> str:
+    return template.replace("__WHERE__", condition)
+
+
+_AGGREGATE = f"""
+    SELECT
+        {INCIDENT_ID_SQL} AS incident_id,
+        stripe_event_id,
+        effect,
+        anyIf(event_type, event_type != '') AS event_type,
+        if(countIf(signal = 'receipt' AND service != '') > 0,
+           anyIf(service, signal = 'receipt' AND service != ''), any(service)) AS service,
+        min(at) AS first_at,
+        countIf(signal = 'receipt') > 0 AS has_receipt,
+        minIf(at, signal = 'receipt') AS receipt_at,
+        minIf(due_at, signal = 'receipt') AS due_at,
+        countIf({_DECISIVE}) > 0 AS has_result,
+        argMaxIf({_RESULT_TUPLE}, tuple(at, signal_id), {_DECISIVE}) AS last_result,
+        countIf(outcome = 'skipped') > 0 AS has_skipped,
+        groupArrayIf({_RESULT_TUPLE}, signal = 'result' AND ingested_at > {{new_since:DateTime64(6, 'UTC')}})
+            AS new_results
+    FROM {SIGNALS_TABLE}
+    WHERE __WHERE__
+    GROUP BY stripe_event_id, effect
+"""
+
+HEADS_SQL = f"""
+    SELECT
+        incident_id,
+        argMax(state, seq) AS state,
+        argMax(kind, seq) AS kind,
+        maxIf(at, transition IN ({_STATE_CHANGES})) AS state_since,
+        groupUniqArray(cause) AS causes,
+        argMaxIf(replay_id, seq, transition = 'reprocess_requested') AS reprocess_replay_id
+    FROM {INCIDENT_LOG_TABLE} FINAL
+    WHERE __WHERE__
+    GROUP BY incident_id
+"""
+
+_EVALUATE = f"""
+    WITH candidates AS (
+        SELECT stripe_event_id, effect FROM {SIGNALS_TABLE}
+        WHERE ingested_at > {{since:DateTime64(6, 'UTC')}} AND ingested_at <= {{now:DateTime64(6, 'UTC')}}
+        UNION DISTINCT
+        SELECT stripe_event_id, effect FROM {SIGNALS_TABLE}
+        WHERE signal = 'receipt'
+          AND due_at > {{due_since:DateTime64(6, 'UTC')}} AND due_at <= {{now:DateTime64(6, 'UTC')}}
+        UNION DISTINCT
+        -- results without a receipt fall due default_timeout after they were seen
+        SELECT stripe_event_id, effect FROM {SIGNALS_TABLE}
+        WHERE signal = 'result' AND outcome = 'skipped'
+          AND at > {{due_since:DateTime64(6, 'UTC')}} - toIntervalSecond({{default_timeout_s:UInt32}})
+          AND at <= {{now:DateTime64(6, 'UTC')}} - toIntervalSecond({{default_timeout_s:UInt32}})
+    )
+    SELECT agg.*, heads.incident_id != '' AS has_head, heads.state AS head_state,
+           heads.kind AS head_kind, heads.state_since AS head_state_since,
+           heads.causes AS head_causes, heads.reprocess_replay_id AS head_replay_id
+    FROM ({_where(_AGGREGATE, "(stripe_event_id, effect) IN (SELECT stripe_event_id, effect FROM candidates)")}) AS agg
+    LEFT JOIN ({_where(HEADS_SQL, f"incident_id IN (SELECT {INCIDENT_ID_SQL} FROM candidates)")}) AS heads
+    ON heads.incident_id = agg.incident_id
+"""
+
+
+@dataclass(frozen=True)
+class Window:
+    """What one evaluation looks at: signals stored in ``(since, now]`` and deadlines in
+    ``(due_since, now]``."""
+
+    since: datetime
+    due_since: datetime
+    now: datetime
+    default_timeout: timedelta
+
+
+def _result(values: tuple[Any, ...]) -> ResultInfo:
+    signal_id, at, outcome, error_type, error_message, replay_id, attempt = values
+    return ResultInfo(signal_id, at, outcome, error_type, error_message, replay_id, int(attempt))
+
+
+def _expectation(row: dict[str, Any]) -> Expectation:
+    seen: set[str] = set()
+    new_results: list[ResultInfo] = []
+    for values in row["new_results"]:
+        if values[0] not in seen:  # replayed rows not merged yet
+            seen.add(values[0])
+            new_results.append(_result(values))
+    return Expectation(
+        incident_id=row["incident_id"],
+        stripe_event_id=row["stripe_event_id"],
+        effect=row["effect"],
+        event_type=row["event_type"],
+        service=row["service"],
+        first_at=row["first_at"],
+        receipt_at=row["receipt_at"] if row["has_receipt"] else None,
+        due_at=row["due_at"] if row["has_receipt"] else None,
+        last_result=_result(row["last_result"]) if row["has_result"] else None,
+        has_skipped=bool(row["has_skipped"]),
+        new_results=tuple(new_results),
+    )
+
+
+def head_from_row(row: dict[str, Any], prefix: str = "") -> IncidentHead:
+    """An :class:`IncidentHead` from a row of :data:`HEADS_SQL` (columns maybe prefixed)."""
+    return IncidentHead(
+        incident_id=row["incident_id"],
+        state=State(row[f"{prefix}state"]),
+        kind=row[f"{prefix}kind"],
+        state_since=row[f"{prefix}state_since"],
+        causes=frozenset(row[f"{prefix}causes"]),
+        replay_id=row[f"{prefix}replay_id" if prefix else "reprocess_replay_id"],
+    )
+
+
+def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, IncidentHead | None]]:
+    """Every expectation touched by the window, with its incident head if it has one."""
+    result = client.query(
+        _EVALUATE,
+        parameters={
+            "since": window.since,
+            "due_since": window.due_since,
+            "now": window.now,
+            "new_since": window.since,
+            "default_timeout_s": int(window.default_timeout.total_seconds()),
+        },
+    )
+    pairs: list[tuple[Expectation, IncidentHead | None]] = []
+    for row in result.named_results():
+        head = head_from_row(row, prefix="head_") if row["has_head"] else None
+        pairs.append((_expectation(row), head))
+    return pairs
+
+
+def expectations_of_event(client: Client, stripe_event_id: str, new_since: datetime) -> list[Expectation]:
+    """Every expectation of one Stripe event (for the event lookup API)."""
+    result = client.query(
+        _where(_AGGREGATE, "stripe_event_id = {event:String}"),
+        parameters={"event": stripe_event_id, "new_since": new_since},
+    )
+    return [_expectation(row) for row in result.named_results()]

@@ -1,0 +1,185 @@
+"""Read side of the API: incident lists, incident timelines, everything about one event.
+
+Current incident state is derived from the log on every read (``argMax(..., seq)`` over
+``FINAL`` rows), never stored separately, so it cannot disagree with the audit trail.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
+
+from .schema import INCIDENT_LOG_TABLE
+
+# Aliases differ from column names on purpose: ClickHouse resolves aliases before columns, and
+# WHERE must see the stored columns while HAVING sees the derived current state.
+_SUMMARY = f"""
+    SELECT
+        incident_id AS id,
+        argMax(state, seq) AS current_state,
+        argMax(kind, seq) AS current_kind,
+        any(stripe_event_id) AS event_id,
+        any(event_type) AS type,
+        any(effect) AS effect_key,
+        any(service) AS service_name,
+        min(at) AS opened_at,
+        max(at) AS updated_at,
+        argMaxIf(reason, seq, transition NOT IN ('note', 'callback_attempt', 'alert_attempt')) AS last_reason,
+        argMaxIf(replay_id, seq, transition = 'reprocess_requested') AS last_replay_id
+    FROM {INCIDENT_LOG_TABLE} FINAL
+    WHERE __WHERE__
+    GROUP BY incident_id
+    HAVING __HAVING__
+"""
+_PAGE = """
+    SELECT *, count() OVER () AS total FROM (__SUMMARY__)
+    ORDER BY updated_at DESC, id
+    LIMIT {limit:UInt32} OFFSET {offset:UInt32}
+"""
+
+
+def _summary_sql(where: str, having: str) -> str:
+    return _SUMMARY.replace("__WHERE__", where).replace("__HAVING__", having)
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    """Filters of ``GET /api/incidents`` (all optional)."""
+
+    state: str | None = None
+    kind: str | None = None
+    event_type: str | None = None
+    effect: str | None = None
+    service: str | None = None
+    stripe_event_id: str | None = None
+    opened_since: datetime | None = None
+    opened_until: datetime | None = None
+
+    def clauses(self) -> tuple[str, str, dict[str, Any]]:
+        """SQL for WHERE (immutable columns), HAVING (derived state) and the parameters."""
+        where, having, params = ["1"], ["1"], {}
+        if self.event_type:
+            where.append("event_type = {event_type:String}")
+            params["event_type"] = self.event_type
+        if self.effect:
+            where.append("(effect = {effect:String} OR (effect = '' AND event_type = {effect:String}))")
+            params["effect"] = self.effect
+        if self.service:
+            where.append("service = {service:String}")
+            params["service"] = self.service
+        if self.stripe_event_id:
+            where.append("stripe_event_id = {stripe_event_id:String}")
+            params["stripe_event_id"] = self.stripe_event_id
+        if self.state:
+            having.append("current_state = {state:String}")
+            params["state"] = self.state
+        if self.kind:
+            having.append("current_kind = {kind:String}")
+            params["kind"] = self.kind
+        if self.opened_since:
+            having.append("opened_at >= {opened_since:DateTime64(6, 'UTC')}")
+            params["opened_since"] = self.opened_since
+        if self.opened_until:
+            having.append("opened_at < {opened_until:DateTime64(6, 'UTC')}")
+            params["opened_until"] = self.opened_until
+        return " AND ".join(where), " AND ".join(having), params
+
+
+@dataclass
+class IncidentPage:
+    """One page of incident summaries."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    total: int = 0
+
+
+def _summaries(client: Client, where: str, having: str, params: dict[str, Any], limit: int, offset: int) -> IncidentPage:
+    sql = _PAGE.replace("__SUMMARY__", _summary_sql(where, having))
+    rows = list(client.query(sql, parameters={**params, "limit": limit, "offset": offset}).named_results())
+    page = IncidentPage(total=int(rows[0]["total"]) if rows else 0)
+    for row in rows:
+        page.items.append(
+            {
+                "id": row["id"],
+                "state": row["current_state"],
+                "kind": row["current_kind"],
+                "stripe_event_id": row["event_id"],
+                "event_type": row["type"],
+                # An unnamed effect is the event's own fulfillment: show its type.
+                "effect": row["effect_key"] or row["type"],
+                "service": row["service_name"],
+                "opened_at": row["opened_at"],
+                "updated_at": row["updated_at"],
+                "reason": row["last_reason"],
+                "replay_id": row["last_replay_id"],
+            }
+        )
+    if not rows and offset > 0:  # past the end: still report the total
+        page.total = count_incidents(client, where, having, params)
+    return page
+
+
+def count_incidents(client: Client, where: str, having: str, params: dict[str, Any]) -> int:
+    """How many incidents match."""
+    wrapped = f"SELECT count() FROM ({_summary_sql(where, having)})"
+    return int(client.query(wrapped, parameters=params).result_rows[0][0])
+
+
+def list_incidents(client: Client, filters: IncidentFilter, limit: int, offset: int) -> IncidentPage:
+    """Incidents matching ``filters``, most recently updated first."""
+    where, having, params = filters.clauses()
+    return _summaries(client, where, having, params, limit, offset)
+
+
+def get_incident(client: Client, incident_id: str) -> dict[str, Any] | None:
+    """One incident summary, or ``None``."""
+    page = _summaries(client, "incident_id = {id:String}", "1", {"id": incident_id}, 1, 0)
+    return page.items[0] if page.items else None
+
+
+def incident_transitions(client: Client, incident_id: str) -> list[dict[str, Any]]:
+    """The incident's log rows in order."""
+    result = client.query(
+        f"""SELECT transition, state, kind, actor, reason, at, seq, replay_id, details
+            FROM {INCIDENT_LOG_TABLE} FINAL WHERE incident_id = {{id:String}} ORDER BY seq""",
+        parameters={"id": incident_id},
+    )
+    rows = []
+    for row in result.named_results():
+        row["details"] = json.loads(row["details"]) if row["details"] else {}
+        rows.append(row)
+    return rows
+
+
+_SIGNAL_COLUMNS = """signal, signal_id, stripe_event_id, effect, event_type, service, outcome, at, due_at,
+    attempt, error_type, error_message, replay_id, livemode, account, customer, amount, currency,
+    trace_id, span_id, receipt_trace_id, receipt_span_id, source, ingested_at"""
+
+
+def signals_of(client: Client, stripe_event_id: str, effect: str | None = None) -> list[dict[str, Any]]:
+    """The signals of an event (one effect, or all), each once, in time order."""
+    condition = "stripe_event_id = {event:String}"
+    params: dict[str, Any] = {"event": stripe_event_id}
+    if effect is not None:
+        condition += " AND effect = {effect:String}"
+        params["effect"] = effect
+    result = client.query(
+        f"SELECT {_SIGNAL_COLUMNS} FROM {SIGNALS_TABLE} FINAL WHERE {condition} ORDER BY at, signal_id",
+        parameters=params,
+    )
+    return list(result.named_results())
+
+
+def expectation_key(client: Client, incident_id: str) -> tuple[str, str] | None:
+    """``(stripe_event_id, effect)`` of an incident."""
+    rows = client.query(
+        f"SELECT stripe_event_id, effect FROM {INCIDENT_LOG_TABLE} WHERE incident_id = {{id:String}} LIMIT 1",
+        parameters={"id": incident_id},
+    ).result_rows
+    return (rows[0][0], rows[0][1]) if rows else None

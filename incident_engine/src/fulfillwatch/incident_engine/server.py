@@ -1,0 +1,124 @@
+"""``fulfillwatch serve``: receiver, engine and API in one process around one store.
+
+On the embedded default (chDB) this is the only process allowed to open the data directory
+(DESIGN.md §2), so everything that needs the data runs here and everyone else — the dashboard,
+scripts — goes through the API. Two listeners share one event loop: the OTLP port and the API
+port. SIGTERM/SIGINT stop both, let queued inserts commit, and close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from fulfillwatch.collector_processor.app import create_ingest_app
+from fulfillwatch.collector_processor.counters import IngestCounters
+from fulfillwatch.collector_processor.migrations import apply_migrations, apply_retention
+from fulfillwatch.collector_processor.receiver import ReceiverSettings
+from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS, SIGNAL_RETENTION
+from fulfillwatch.collector_processor.store import Store, parse_dsn
+from fulfillwatch.collector_processor.writer import SignalWriter, StoredBatch
+
+from .api import ApiContext, create_api_app
+from .engine import Engine, EngineSettings
+from .schema import ENGINE_MIGRATIONS, ENGINE_RETENTION
+from .settings import ServerSettings
+
+_logger = logging.getLogger("fulfillwatch.server")
+
+
+class _Listener(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to :class:`Service`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def prepare_store(settings: ServerSettings) -> Store:
+    """Open the store and bring its schema and retention up to date."""
+    store = Store(parse_dsn(settings.clickhouse_dsn, settings.data_dir))
+    client = store.client("migrations")
+    apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS)
+    apply_retention(client, SIGNAL_RETENTION + ENGINE_RETENTION, settings.retention_days)
+    return store
+
+
+@dataclass
+class Service:
+    """The running parts of ``serve``."""
+
+    settings: ServerSettings
+    store: Store
+    counters: IngestCounters
+    engine: Engine
+    writer: SignalWriter
+    ingest_app: FastAPI
+    api_app: FastAPI
+
+
+def build_service(settings: ServerSettings, store: Store) -> Service:
+    """Wire receiver, writer, engine and API around ``store``."""
+    counters = IngestCounters()
+    engine = Engine(
+        store,
+        EngineSettings(
+            interval_s=settings.engine_interval_s,
+            default_timeout_s=settings.default_timeout_s,
+            ingest_overlap_s=settings.ingest_overlap_s,
+        ),
+    )
+
+    def results_stored(batch: StoredBatch) -> None:
+        if batch.results:  # failures open at once, successes resolve at once
+            engine.wake()
+
+    writer = SignalWriter(store, on_stored=results_stored)
+    ingest_app = create_ingest_app(
+        writer,
+        counters,
+        ReceiverSettings(max_body_bytes=settings.max_body_bytes, default_timeout_s=settings.default_timeout_s),
+    )
+    api_app = create_api_app(ApiContext(settings=settings, store=store, counters=counters, engine=engine))
+    return Service(settings, store, counters, engine, writer, ingest_app, api_app)
+
+
+async def serve(settings: ServerSettings) -> None:
+    """Run until SIGTERM/SIGINT."""
+    store = await asyncio.to_thread(prepare_store, settings)
+    service = build_service(settings, store)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    listeners = [
+        _Listener(uvicorn.Config(app, host=settings.host, port=port, log_config=None, access_log=False,
+                                 lifespan="off", timeout_graceful_shutdown=10))
+        for app, port in ((service.ingest_app, settings.otlp_port), (service.api_app, settings.api_port))
+    ]
+    await service.writer.start()
+    serving = [asyncio.create_task(listener.serve()) for listener in listeners]
+    engine_task = asyncio.create_task(service.engine.run(stop))
+    stopped = asyncio.create_task(stop.wait())
+    # A listener that exits on its own (port in use) stops the whole service.
+    done, _ = await asyncio.wait([stopped, *serving], return_when=asyncio.FIRST_COMPLETED)
+    failed = [task for task in serving if task in done]
+    _logger.info("shutting down")
+    stop.set()
+    for listener in listeners:
+        listener.should_exit = True
+    await asyncio.gather(*serving, return_exceptions=True)
+    await engine_task
+    await service.writer.stop()
+    store.close()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(signum)
+    if failed or any(not listener.started for listener in listeners):
+        raise RuntimeError("a listener failed to start (is the port already in use?)")

@@ -1,0 +1,180 @@
+"""Incident states, transitions, and the pure rules that turn a verdict into log rows.
+
+An incident exists per expectation (its id derives from ``(stripe event id, effect)``); its
+state is ``open → acknowledged → reprocessing → resolved``, or ``ignored``. A later failure
+reopens a resolved or ignored incident. :func:`plan` compares what the signals say
+(:class:`~.status.Assessment`) with the incident's current head and returns the transitions to
+append — nothing else. Each transition has a deterministic id derived from its cause, so
+planning the same situation twice yields the same rows.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .status import Assessment, Expectation, Health, ResultInfo, describe_failure
+
+SYSTEM_ACTOR = "system"
+
+
+class State(str, enum.Enum):
+    """Incident states."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    REPROCESSING = "reprocessing"
+    RESOLVED = "resolved"
+    IGNORED = "ignored"
+
+
+#: States in which an incident still needs someone.
+ACTIVE_STATES = frozenset({State.OPEN, State.ACKNOWLEDGED, State.REPROCESSING})
+
+
+class TransitionType(str, enum.Enum):
+    """Rows of the incident log."""
+
+    OPENED = "opened"
+    RESULT_SEEN = "result_seen"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+    ACKNOWLEDGED = "acknowledged"
+    IGNORED = "ignored"
+    NOTE = "note"
+    REPROCESS_REQUESTED = "reprocess_requested"
+    CALLBACK_ATTEMPT = "callback_attempt"
+    REPROCESS_FAILED = "reprocess_failed"
+    ALERT_ATTEMPT = "alert_attempt"
+
+
+@dataclass(frozen=True)
+class IncidentHead:
+    """The current state of an incident, derived from its log."""
+
+    incident_id: str
+    state: State
+    kind: str
+    state_since: datetime  # when the latest state change happened
+    causes: frozenset[str] = frozenset()  # causes already logged (dedupes re-reads)
+    replay_id: str = ""  # the reprocess in flight, if any
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row to append to the incident log."""
+
+    incident_id: str
+    transition: TransitionType
+    state: State
+    kind: str
+    actor: str
+    reason: str
+    cause: str
+    at: datetime
+    stripe_event_id: str
+    effect: str
+    event_type: str
+    service: str
+    replay_id: str = ""
+    details: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def transition_id(self) -> str:
+        """Deterministic id: the same cause never yields two rows of the same transition."""
+        key = f"{self.incident_id}|{self.transition.value}|{self.cause}"
+        return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _result_details(result: ResultInfo) -> dict[str, object]:
+    details: dict[str, object] = {
+        "signal_id": result.signal_id,
+        "signal_at": result.at.isoformat(),
+        "outcome": result.outcome,
+        "attempt": result.attempt,
+    }
+    if result.error_type:
+        details["error_type"] = result.error_type
+        details["error_message"] = result.error_message
+    if result.replay_id:
+        details["replay_id"] = result.replay_id
+    return details
+
+
+def plan(
+    expectation: Expectation, head: IncidentHead | None, verdict: Assessment, now: datetime
+) -> list[Transition]:
+    """Transitions the engine appends for one expectation (often none)."""
+
+    def make(
+        kind_of: TransitionType,
+        state: State,
+        kind: str,
+        reason: str,
+        cause: str,
+        details: Mapping[str, object] | None = None,
+        replay_id: str = "",
+    ) -> Transition:
+        return Transition(
+            incident_id=expectation.incident_id,
+            transition=kind_of,
+            state=state,
+            kind=kind,
+            actor=SYSTEM_ACTOR,
+            reason=reason,
+            cause=cause,
+            at=now,
+            stripe_event_id=expectation.stripe_event_id,
+            effect=expectation.effect,
+            event_type=expectation.event_type,
+            service=expectation.service,
+            replay_id=replay_id,
+            details=details or {},
+        )
+
+    last = expectation.last_result
+    if head is None:
+        if verdict.health is not Health.FAILING or verdict.kind is None:
+            return []
+        details = _result_details(last) if last is not None and last.signal_id == verdict.cause else {}
+        return [make(TransitionType.OPENED, State.OPEN, verdict.kind.value, verdict.reason, verdict.cause, details)]
+
+    planned: list[Transition] = []
+    # Audit: results stored since the last evaluation, on an incident that is still active.
+    if head.state in ACTIVE_STATES:
+        for result in sorted(expectation.new_results, key=lambda r: r.at):
+            if result.signal_id in head.causes or result.signal_id == verdict.cause:
+                continue
+            reason = describe_failure(result) if result.error_type else f"{result.outcome} result"
+            planned.append(
+                make(TransitionType.RESULT_SEEN, head.state, head.kind, reason, result.signal_id,
+                     _result_details(result), result.replay_id)
+            )
+
+    if verdict.cause in head.causes:
+        return planned
+    if verdict.health is Health.HEALTHY and head.state is not State.RESOLVED and last is not None:
+        by_reprocess = bool(last.replay_id)
+        reason = (
+            f"reprocess succeeded (replay {last.replay_id})" if by_reprocess else "late success"
+        )
+        details = {**_result_details(last), "resolved_by": "reprocess" if by_reprocess else "late_success"}
+        planned.append(
+            make(TransitionType.RESOLVED, State.RESOLVED, head.kind, reason, verdict.cause, details, last.replay_id)
+        )
+    elif verdict.health is Health.FAILING and verdict.kind is not None:
+        kind = verdict.kind.value
+        details = _result_details(last) if last is not None and last.signal_id == verdict.cause else {}
+        if head.state in (State.RESOLVED, State.IGNORED):
+            # Only a failure newer than the resolution (or the ignore) reopens.
+            if last is not None and last.signal_id == verdict.cause and last.at > head.state_since:
+                planned.append(make(TransitionType.REOPENED, State.OPEN, kind, verdict.reason, verdict.cause, details, last.replay_id))
+        elif kind != head.kind or head.state is State.REPROCESSING:
+            # A new verdict on an active incident: the kind changes, or a repair failed.
+            state = State.OPEN if head.state is State.REPROCESSING else head.state
+            planned.append(make(TransitionType.RESULT_SEEN, state, kind, verdict.reason, verdict.cause, details,
+                                last.replay_id if last is not None else ""))
+    return planned

@@ -1,0 +1,161 @@
+"""Receipt spans: the app has durably accepted a Stripe event."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from . import _runtime
+from . import vocabulary as v
+from ._config import parse_timeout
+from ._events import EventInfo, event_info
+
+_logger = logging.getLogger("fulfillwatch.instrumentation")
+_W3C = TraceContextTextMapPropagator()
+
+
+@dataclass(frozen=True)
+class ReceiptHandle:
+    """What the app keeps of a recorded receipt: pass ``carrier()`` along with the job.
+
+    A handle whose ``event_id`` is empty stands for a receipt that could not be recorded (the
+    reason was logged); it is still safe to use.
+    """
+
+    event_id: str
+    event_type: str
+    #: The effect named at receipt; empty means the event's own fulfillment (its type).
+    effect: str
+    due_at: datetime | None = None
+    span_context: SpanContext | None = field(default=None, repr=False)
+
+    def carrier(self) -> dict[str, str]:
+        """A small JSON-serialisable dict for the job payload.
+
+        Give it to :func:`fulfillment` as ``receipt=`` in the worker: the result span then links
+        to this receipt span (trace backends jump between the webhook and the worker trace),
+        and the effect and event type need not be repeated.
+        """
+        return _runtime.guarded(self._carrier, fallback={})()
+
+    def _carrier(self) -> dict[str, str]:
+        if not self.event_id:
+            return {}
+        carrier: dict[str, str] = {
+            v.CARRIER_EVENT_ID: self.event_id,
+            v.CARRIER_EVENT_TYPE: self.event_type,
+            v.CARRIER_EFFECT: self.effect,
+        }
+        if self.span_context is not None and self.span_context.is_valid:
+            span = trace.NonRecordingSpan(self.span_context)
+            _W3C.inject(carrier, context=trace.set_span_in_context(span))
+        return carrier
+
+
+_NO_RECEIPT = ReceiptHandle(event_id="", event_type="", effect="")
+
+
+def record_receipt(
+    event: object,
+    *,
+    effect: str | None = None,
+    timeout: float | timedelta | None = None,
+    event_type: str | None = None,
+) -> ReceiptHandle:
+    """Record that the app durably accepted a Stripe event, and return a :class:`ReceiptHandle`.
+
+    ``event`` is a ``stripe.Event``, the webhook's parsed JSON, or an event id string (then pass
+    ``event_type=``). ``effect`` names the business effect awaited (default: the event type);
+    record one receipt per effect when an event needs several. ``timeout`` (seconds or a
+    ``timedelta``) overrides the configured deadline for this event type.
+
+    The span is ended at once, so it is exported even if the process dies right after. An
+    explicitly recorded receipt is always tracked, whatever ``tracked_event_types`` says.
+    """
+    return _runtime.guarded(_record_receipt, fallback=_NO_RECEIPT)(
+        event, effect=effect, timeout=timeout, event_type=event_type
+    )
+
+
+def watch_event(
+    event: object, *, effect: str | None = None, event_type: str | None = None
+) -> ReceiptHandle | None:
+    """Record a receipt only when the event's type is tracked (see ``tracked_event_types``).
+
+    For apps that route every webhook through one handler: call it for each event and keep
+    the handle when it is not ``None``.
+    """
+
+    def _watch() -> ReceiptHandle | None:
+        info = event_info(event, event_type)
+        if not _runtime.current_options().is_tracked(info.type):
+            return None
+        return _emit_receipt(info, effect, None)
+
+    return _runtime.guarded(_watch, fallback=None)()
+
+
+def _record_receipt(
+    event: object,
+    *,
+    effect: str | None,
+    timeout: float | timedelta | None,
+    event_type: str | None,
+) -> ReceiptHandle:
+    return _emit_receipt(event_info(event, event_type), effect, timeout)
+
+
+def _emit_receipt(
+    info: EventInfo, effect: str | None, timeout: float | timedelta | None
+) -> ReceiptHandle:
+    if not info.type:
+        _logger.warning(
+            "fulfillwatch: receipt for %s has no event type; pass event_type= (recorded anyway)",
+            info.id,
+        )
+    options = _runtime.current_options()
+    timeout_s = (
+        options.timeout_for(info.type) if timeout is None else parse_timeout(timeout, "timeout")
+    )
+    due_at = datetime.now(timezone.utc) + timedelta(seconds=timeout_s)
+    attributes: dict[str, str | bool | int | float] = {
+        **info.span_attributes(),
+        v.FULFILLMENT_TIMEOUT_S: int(round(timeout_s)) if timeout_s >= 1 else timeout_s,
+        v.FULFILLMENT_DUE_AT: due_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    if effect:
+        attributes[v.FULFILLMENT_EFFECT] = effect
+    span = _runtime.tracer().start_span(v.RECEIPT_SPAN, kind=SpanKind.INTERNAL, attributes=attributes)
+    span.end()
+    return ReceiptHandle(
+        event_id=info.id,
+        event_type=info.type,
+        effect=effect or "",
+        due_at=due_at,
+        span_context=span.get_span_context(),
+    )
+
+
+def receipt_reference(
+    receipt: ReceiptHandle | Mapping[str, str] | None,
+) -> tuple[SpanContext | None, str | None, str | None]:
+    """The receipt's span context, effect and event type from a handle or a carrier dict."""
+    if receipt is None:
+        return None, None, None
+    if isinstance(receipt, ReceiptHandle):
+        return receipt.span_context, receipt.effect or None, receipt.event_type or None
+    if not isinstance(receipt, Mapping):
+        _logger.warning("fulfillwatch: receipt= must be a ReceiptHandle or its carrier() dict")
+        return None, None, None
+    context = trace.get_current_span(_W3C.extract(receipt)).get_span_context()
+    return (
+        context if context.is_valid else None,
+        receipt.get(v.CARRIER_EFFECT) or None,
+        receipt.get(v.CARRIER_EVENT_TYPE) or None,
+    )

@@ -1,0 +1,307 @@
+"""Result spans: the business effect of a Stripe event was applied, failed or was already done."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
+from . import _runtime
+from . import vocabulary as v
+from ._events import event_info
+from ._receipt import ReceiptHandle, receipt_reference
+
+_logger = logging.getLogger("fulfillwatch.instrumentation")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+ReceiptRef = ReceiptHandle | Mapping[str, str] | None
+#: An event id, an event (dict / ``stripe.Event``), or, for decorators, a function of the
+#: decorated function's arguments returning one of those.
+EventRef = Any
+
+
+def error_type(error: BaseException) -> str:
+    """``error.type`` for an exception: its qualified class name (``builtins.`` dropped)."""
+    cls = type(error)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+class ResultScope:
+    """One run of a business effect. ``with fulfillment(...) as scope:`` yields it.
+
+    Leaving the block normally records ``success``; an exception records ``failure`` (and is
+    re-raised unchanged). Call :meth:`skip` on the idempotency path ("already done") or
+    :meth:`fail` for an error the code handles without raising.
+    """
+
+    def __init__(
+        self,
+        event: EventRef,
+        *,
+        effect: str | None,
+        receipt: ReceiptRef,
+        attempt: int | None,
+        replay_id: str | None,
+        event_type: str | None,
+    ) -> None:
+        self._span: Span | None = None
+        self._token: object | None = None
+        self._outcome: str | None = None
+        self._error: BaseException | str | None = None
+        self._start = _runtime.guarded(self._begin, fallback=None)
+        self._start(event, effect, receipt, attempt, replay_id, event_type)
+
+    @property
+    def outcome(self) -> str | None:
+        """The outcome chosen so far (``None`` until the block ends or skip/fail is called)."""
+        return self._outcome
+
+    def skip(self) -> None:
+        """Mark this run as ``skipped``: the effect had already been applied."""
+        self._outcome = v.OUTCOME_SKIPPED
+
+    def fail(self, error: BaseException | str) -> None:
+        """Mark this run as ``failure`` without raising (for handled errors)."""
+        self._outcome, self._error = v.OUTCOME_FAILURE, error
+
+    def _begin(
+        self,
+        event: EventRef,
+        effect: str | None,
+        receipt: ReceiptRef,
+        attempt: int | None,
+        replay_id: str | None,
+        event_type: str | None,
+    ) -> None:
+        receipt_context, receipt_effect, receipt_type = receipt_reference(receipt)
+        info = event_info(event, event_type or receipt_type)
+        attributes: dict[str, str | bool | int] = info.span_attributes()
+        chosen_effect = effect or receipt_effect
+        if chosen_effect:
+            attributes[v.FULFILLMENT_EFFECT] = chosen_effect
+        if attempt is not None:
+            attributes[v.FULFILLMENT_ATTEMPT] = int(attempt)
+        if replay_id:
+            attributes[v.FULFILLMENT_REPLAY_ID] = replay_id
+        links = [Link(receipt_context)] if receipt_context is not None else None
+        self._span = _runtime.tracer().start_span(
+            v.RESULT_SPAN, kind=SpanKind.INTERNAL, attributes=attributes, links=links
+        )
+        # Spans the business code opens inside the block become children of the result span.
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+
+    def _finish(self, raised: BaseException | None) -> None:
+        span, self._span = self._span, None
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+        if span is None:
+            return
+        if raised is not None:
+            self._outcome, self._error = v.OUTCOME_FAILURE, raised
+        outcome = self._outcome or v.OUTCOME_SUCCESS
+        span.set_attribute(v.FULFILLMENT_OUTCOME, outcome)
+        if outcome == v.OUTCOME_FAILURE:
+            _mark_failed(span, self._error)
+        span.end()
+
+    def close(self, raised: BaseException | None) -> None:
+        """End the result span; ``raised`` is the exception leaving the block, if any."""
+        _runtime.guarded(self._finish, fallback=None)(raised)
+
+
+def _mark_failed(span: Span, error: BaseException | str | None) -> None:
+    if isinstance(error, BaseException):
+        kind, message = error_type(error), str(error) or error_type(error)
+        span.record_exception(error)
+    else:
+        kind, message = "fulfillwatch.Failure", error or "failure"
+    span.set_attribute(v.ERROR_TYPE, kind)
+    span.set_attribute(v.FULFILLMENT_ERROR_MESSAGE, message[:4096])
+    span.set_status(Status(StatusCode.ERROR, message[:1024]))
+
+
+class Fulfillment:
+    """Context manager (sync and async) and decorator recording a result span.
+
+    Created by :func:`fulfillment`; see there.
+    """
+
+    def __init__(
+        self,
+        event: EventRef | Callable[..., EventRef],
+        *,
+        effect: str | None = None,
+        receipt: ReceiptRef | Callable[..., ReceiptRef] = None,
+        attempt: int | None = None,
+        replay_id: str | None = None,
+        event_type: str | None = None,
+    ) -> None:
+        self._event = event
+        self._effect = effect
+        self._receipt = receipt
+        self._attempt = attempt
+        self._replay_id = replay_id
+        self._event_type = event_type
+        self._scopes: list[ResultScope] = []
+
+    def _scope(self, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> ResultScope:
+        event, receipt = self._event, self._receipt
+        if args or kwargs is not None:  # decorator: the event may be a function of the arguments
+            event = _call_guarded(event, args, kwargs or {})
+            receipt = _call_guarded(receipt, args, kwargs or {})
+        return ResultScope(
+            event,
+            effect=self._effect,
+            receipt=receipt,
+            attempt=self._attempt,
+            replay_id=self._replay_id,
+            event_type=self._event_type,
+        )
+
+    def __enter__(self) -> ResultScope:
+        scope = self._scope()
+        self._scopes.append(scope)
+        return scope
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._scopes:
+            self._scopes.pop().close(exc)
+
+    async def __aenter__(self) -> ResultScope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, traceback)
+
+    def __call__(self, function: _F) -> _F:
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                scope = self._scope(args, kwargs)
+                try:
+                    result = await function(*args, **kwargs)
+                except BaseException as exc:
+                    scope.close(exc)
+                    raise
+                scope.close(None)
+                return result
+
+            return cast(_F, async_wrapper)
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            scope = self._scope(args, kwargs)
+            try:
+                result = function(*args, **kwargs)
+            except BaseException as exc:
+                scope.close(exc)
+                raise
+            scope.close(None)
+            return result
+
+        return cast(_F, wrapper)
+
+
+def _call_guarded(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    if not callable(value) or isinstance(value, (ReceiptHandle, Mapping)):
+        return value
+    return _runtime.guarded(value, fallback=None)(*args, **kwargs)
+
+
+def fulfillment(
+    event: EventRef | Callable[..., EventRef],
+    *,
+    effect: str | None = None,
+    receipt: ReceiptRef | Callable[..., ReceiptRef] = None,
+    attempt: int | None = None,
+    replay_id: str | None = None,
+    event_type: str | None = None,
+) -> Fulfillment:
+    """Record the result of the business effect of a Stripe event.
+
+    As a context manager::
+
+        with fulfillment(event_id, receipt=job["receipt"]) as scope:
+            if already_granted(event_id):
+                scope.skip()
+            else:
+                grant_credits(...)
+
+    As a decorator, ``event`` (and ``receipt``) may be functions of the decorated function's
+    arguments::
+
+        @fulfillment(lambda job: job["event_id"], receipt=lambda job: job["receipt"])
+        def grant_credits(job): ...
+
+    Normal exit records ``success``; an exception records ``failure`` with ``error.type`` and
+    its message and is re-raised unchanged. ``receipt`` (a :class:`ReceiptHandle` or its
+    ``carrier()`` dict) links the result span to the receipt span and supplies the effect and
+    event type. ``attempt`` numbers retries; ``replay_id`` marks a run triggered by a reprocess
+    callback.
+    """
+    return Fulfillment(
+        event,
+        effect=effect,
+        receipt=receipt,
+        attempt=attempt,
+        replay_id=replay_id,
+        event_type=event_type,
+    )
+
+
+def record_result(
+    event: EventRef,
+    outcome: str,
+    *,
+    effect: str | None = None,
+    error: BaseException | str | None = None,
+    receipt: ReceiptRef = None,
+    attempt: int | None = None,
+    replay_id: str | None = None,
+    event_type: str | None = None,
+) -> None:
+    """Record a result explicitly: ``outcome`` is ``"success"``, ``"failure"`` or ``"skipped"``.
+
+    ``skipped`` is the idempotency path: the effect was found already applied. ``error`` (an
+    exception or a message) describes a failure.
+    """
+    if outcome not in v.OUTCOMES:
+        _logger.error(
+            "fulfillwatch: record_result outcome %r is not one of %s; not recorded",
+            outcome,
+            ", ".join(v.OUTCOMES),
+        )
+        return
+    scope = ResultScope(
+        event,
+        effect=effect,
+        receipt=receipt,
+        attempt=attempt,
+        replay_id=replay_id,
+        event_type=event_type,
+    )
+    if outcome == v.OUTCOME_FAILURE:
+        scope.fail(error if error is not None else "failure")
+    elif outcome == v.OUTCOME_SKIPPED:
+        scope.skip()
+    scope.close(None)
