@@ -47,7 +47,8 @@ def test_missing_result_opens_after_the_deadline_and_late_success_resolves(serve
     run_app("success", otlp_url=server.otlp_url, prefix=prefix)  # the lost job finally runs
     resolved = wait_for(
         lambda: (i := server.incident_for(event_id)) and i["state"] == "resolved" and i,
-        timeout=5, what="resolution",
+        timeout=5,
+        what="resolution",
     )
     assert resolved["reason"] == "late success"
     detail = server.get(f"/api/incidents/{incident['id']}")
@@ -70,13 +71,14 @@ def test_a_thousand_healthy_events_open_no_incident(server: ServeProcess, prefix
     before = server.get("/healthz")["ingest"]["signals_stored"]
     event_ids = run_app("healthy", otlp_url=server.otlp_url, prefix=prefix, count=1000, timeout=1)
     assert len(set(event_ids)) == 1000
-    wait_for(lambda: server.get("/healthz")["ingest"]["signals_stored"] - before >= 2000, timeout=10,
-             what="2000 signals stored")
-    time.sleep(0.01)
-    # Let the deadlines (1 s) pass and the engine evaluate them, then look.
-    deadline_passed = time.time() + 1.5
-    wait_for(lambda: time.time() > deadline_passed and _heartbeat_after(server, deadline_passed), timeout=15,
-             what="an evaluation after the deadlines")
+    wait_for(
+        lambda: server.get("/healthz")["ingest"]["signals_stored"] - before >= 2000,
+        timeout=10,
+        what="2000 signals stored",
+    )
+    # The deadlines (1 s) have passed once an evaluation started 1.5 s from now has run.
+    deadlines_passed = time.time() + 1.5
+    wait_for(lambda: _heartbeat_after(server, deadlines_passed), timeout=15, what="an evaluation after the deadlines")
     for event_id in event_ids[::50]:
         assert [e["health"] for e in server.get(f"/api/events/{event_id}")["expectations"]] == ["healthy"]
     opened = [i for i in server.incidents() if i["stripe_event_id"].startswith(f"evt_{prefix}")]

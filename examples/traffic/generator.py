@@ -87,7 +87,7 @@ def run(endpoint: str | None, rate: float, duration: float, timeout: float, seed
     os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
     fw.init(service_name="stripe-shop-demo", default_timeout=timeout, tracked_event_types="*")
     rng = random.Random(seed)
-    scenarios, weights = zip(*SCENARIO_WEIGHTS.items())
+    scenarios, weights = zip(*SCENARIO_WEIGHTS.items(), strict=True)
     timers: list[threading.Timer] = []
     started = time.monotonic()
     sent = 0

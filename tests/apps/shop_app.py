@@ -76,10 +76,7 @@ def main() -> None:
     templates = load_templates()
     events = [fresh_event(templates[i % len(templates)], args.prefix, i) for i in range(args.count)]
     for event in events:
-        if args.scenario != "success":
-            receipt = fw.record_receipt(event, timeout=args.timeout).carrier()
-        else:
-            receipt = None
+        receipt = fw.record_receipt(event, timeout=args.timeout).carrier() if args.scenario != "success" else None
         if args.scenario in ("failed", "app-provider"):
             try:
                 with fw.fulfillment(event["id"], receipt=receipt, attempt=1):

@@ -69,12 +69,20 @@ class ServeProcess:
 
     def start(self, *, wait: bool = True) -> ServeProcess:
         command = [
-            sys.executable, "-m", "fulfillwatch.incident_engine", "serve",
-            "--data-dir", str(self.data_dir),
-            "--otlp-port", str(self.otlp_port),
-            "--api-port", str(self.api_port),
-            "--engine-interval", str(self.engine_interval),
-            "--default-timeout", str(self.default_timeout),
+            sys.executable,
+            "-m",
+            "fulfillwatch.incident_engine",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--otlp-port",
+            str(self.otlp_port),
+            "--api-port",
+            str(self.api_port),
+            "--engine-interval",
+            str(self.engine_interval),
+            "--default-timeout",
+            str(self.default_timeout),
             *self.extra_args,
         ]
         log = self.log_path.open("ab")
@@ -137,11 +145,26 @@ class ServeProcess:
         return found[0] if found else None
 
 
-def run_app(scenario: str, *, otlp_url: str, prefix: str, count: int = 1, timeout: float | None = None,
-            spans_file: Path | None = None, service: str = "shop") -> list[str]:
+def run_app(
+    scenario: str,
+    *,
+    otlp_url: str,
+    prefix: str,
+    count: int = 1,
+    timeout: float | None = None,
+    spans_file: Path | None = None,
+    service: str = "shop",
+) -> list[str]:
     """Run ``tests/apps/shop_app.py`` to completion; return the event ids it used."""
-    command = [sys.executable, str(ROOT / "tests" / "apps" / "shop_app.py"), scenario, "--prefix", prefix,
-               "--count", str(count)]
+    command = [
+        sys.executable,
+        str(ROOT / "tests" / "apps" / "shop_app.py"),
+        scenario,
+        "--prefix",
+        prefix,
+        "--count",
+        str(count),
+    ]
     if timeout is not None:
         command += ["--timeout", str(timeout)]
     if spans_file is not None:

@@ -52,8 +52,7 @@ def apply_migrations(client: Client, migrations: Sequence[Migration]) -> list[st
         ") ENGINE = ReplacingMergeTree ORDER BY id"
     )
     recorded = {
-        row[0]: row[1]
-        for row in client.query(f"SELECT id, checksum FROM {MIGRATIONS_TABLE} FINAL").result_rows
+        row[0]: row[1] for row in client.query(f"SELECT id, checksum FROM {MIGRATIONS_TABLE} FINAL").result_rows
     }
     applied: list[str] = []
     for migration in migrations:

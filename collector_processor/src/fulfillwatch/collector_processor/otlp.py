@@ -19,11 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fulfillwatch.instrumentation import vocabulary as v
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-
-from fulfillwatch.instrumentation import vocabulary as v
 
 from .signals import Signal
 from .span_signals import SpanFields, UnusableSpan, signal_from_span

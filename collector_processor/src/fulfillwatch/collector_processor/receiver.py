@@ -88,9 +88,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     try:
         data = decompressor.decompress(body, limit + 1)
         if len(data) > limit or decompressor.unconsumed_tail:
-            raise _Rejected(
-                413, f"the decompressed request body exceeds {limit} bytes", "requests_too_large"
-            )
+            raise _Rejected(413, f"the decompressed request body exceeds {limit} bytes", "requests_too_large")
         data += decompressor.flush()
     except zlib.error as exc:
         raise _Rejected(400, f"the body is not a valid {encoding} stream: {exc}", "requests_malformed") from None
@@ -112,9 +110,7 @@ def _success(media_type: str, batch: DecodedBatch) -> Response:
     response = ExportTraceServiceResponse()
     if batch.rejections:
         response.partial_success.CopyFrom(
-            ExportTracePartialSuccess(
-                rejected_spans=batch.rejected, error_message=batch.rejection_message()
-            )
+            ExportTracePartialSuccess(rejected_spans=batch.rejected, error_message=batch.rejection_message())
         )
     return Response(response.SerializeToString(), media_type=PROTOBUF)
 
@@ -131,9 +127,7 @@ def _failure(media_type: str, status: int, message: str, headers: dict[str, str]
 _GRPC_CODES = {400: 3, 413: 8, 415: 3, 503: 14}
 
 
-def build_receiver_router(
-    writer: SignalWriter, counters: IngestCounters, settings: ReceiverSettings
-) -> APIRouter:
+def build_receiver_router(writer: SignalWriter, counters: IngestCounters, settings: ReceiverSettings) -> APIRouter:
     """The ``/v1/traces`` route, storing through ``writer`` and counting in ``counters``."""
     router = APIRouter(tags=["OTLP"])
 
@@ -151,14 +145,11 @@ def build_receiver_router(
             if media_type not in (PROTOBUF, JSON):
                 raise _Rejected(
                     415,
-                    f"unsupported Content-Type {media_type or '(none)'!r}: "
-                    f"send {PROTOBUF} or {JSON}",
+                    f"unsupported Content-Type {media_type or '(none)'!r}: send {PROTOBUF} or {JSON}",
                     "requests_unsupported",
                 )
             limit = settings.max_body_bytes
-            body = _decompress(
-                await _read_body(request, limit), request.headers.get("content-encoding", ""), limit
-            )
+            body = _decompress(await _read_body(request, limit), request.headers.get("content-encoding", ""), limit)
             decode = decode_json if media_type == JSON else decode_protobuf
             try:
                 batch = decode(body, default_timeout_s=settings.default_timeout_s)

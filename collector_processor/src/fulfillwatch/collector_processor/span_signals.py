@@ -128,15 +128,11 @@ def _outcome(fields: SpanFields) -> str:
         # Hand-written spans may only set the status: ERROR is a failure, anything else success.
         return v.OUTCOME_FAILURE if fields.status_code == STATUS_ERROR else v.OUTCOME_SUCCESS
     if outcome not in v.OUTCOMES:
-        raise UnusableSpan(
-            f"{v.FULFILLMENT_OUTCOME} must be one of {', '.join(v.OUTCOMES)}, got {outcome!r}"
-        )
+        raise UnusableSpan(f"{v.FULFILLMENT_OUTCOME} must be one of {', '.join(v.OUTCOMES)}, got {outcome!r}")
     return str(outcome)
 
 
-def signal_from_span(
-    fields: SpanFields, *, default_timeout_s: float, source: str = SOURCE_OTLP
-) -> Signal:
+def signal_from_span(fields: SpanFields, *, default_timeout_s: float, source: str = SOURCE_OTLP) -> Signal:
     """Convert a fulfillment span; raises :class:`UnusableSpan` saying what is wrong."""
     attributes = fields.attributes
     event_id = attributes.get(v.STRIPE_EVENT_ID)
@@ -187,7 +183,5 @@ def signal_from_span(
         signal.outcome = _outcome(fields)
         if signal.outcome == v.OUTCOME_FAILURE:
             signal.error_type = _text(attributes.get(v.ERROR_TYPE), _MAX_ID) or "unknown"
-            signal.error_message = _text(
-                attributes.get(v.FULFILLMENT_ERROR_MESSAGE) or fields.status_message
-            )
+            signal.error_message = _text(attributes.get(v.FULFILLMENT_ERROR_MESSAGE) or fields.status_message)
     return signal

@@ -125,9 +125,7 @@ class Store:
         try:
             if self.location.embedded:
                 os.makedirs(self.location.chdb_path, exist_ok=True)
-                return clickhouse_connect.get_client(
-                    interface="chdb", path=self.location.chdb_path, tz_mode="aware"
-                )
+                return clickhouse_connect.get_client(interface="chdb", path=self.location.chdb_path, tz_mode="aware")
             if self.location.database != "default":
                 _ensure_database(self.location)
             return clickhouse_connect.get_client(
@@ -158,9 +156,7 @@ class Store:
 
 
 def _ensure_database(location: StoreLocation) -> None:
-    bootstrap = clickhouse_connect.get_client(
-        dsn=location.url, database="default", autogenerate_session_id=False
-    )
+    bootstrap = clickhouse_connect.get_client(dsn=location.url, database="default", autogenerate_session_id=False)
     try:
         bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{location.database}`")
     finally:
@@ -170,5 +166,5 @@ def _ensure_database(location: StoreLocation) -> None:
 def _close_quietly(client: Client) -> None:
     try:
         client.close()
-    except Exception:  # noqa: BLE001 - closing at shutdown must not mask the real outcome
+    except Exception:
         _logger.debug("error closing a storage client", exc_info=True)

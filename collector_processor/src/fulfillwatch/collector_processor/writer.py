@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
-
 from fulfillwatch.instrumentation.vocabulary import OUTCOME_FAILURE
 
 from .signals import RESULT, Signal, insert_signals
@@ -73,10 +73,8 @@ class SignalWriter:
         """Commit what is queued, then stop."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         if self._queue:
             await self._commit(self._take())
@@ -118,7 +116,7 @@ class SignalWriter:
             await loop.run_in_executor(self._thread, self._insert, signals)
         except StoreUnavailable as exc:
             error = exc
-        except Exception as exc:  # noqa: BLE001 - any failure means "not stored": tell senders
+        except Exception as exc:
             _logger.exception("insert of %d signals failed", len(signals))
             error = StoreUnavailable(f"the store refused the write: {exc}")
         for pending in batch:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
-
 from fulfillwatch.collector_processor.store import Store, StoreUnavailable
 
 from .engine_state import EPOCH, Heartbeat, Watermarks, load_watermarks, save_heartbeat, save_watermarks
@@ -114,7 +113,9 @@ class Engine:
         report = TickReport(now, len(pairs), len(transitions), duration)
         self.last_report = report
         if transitions:
-            _logger.info("tick: %d expectations, %d transitions in %.0f ms", len(pairs), len(transitions), duration * 1000)
+            _logger.info(
+                "tick: %d expectations, %d transitions in %.0f ms", len(pairs), len(transitions), duration * 1000
+            )
         return report
 
     def wake(self) -> None:
@@ -136,7 +137,7 @@ class Engine:
                 failures += 1
                 self.store.discard("engine")
                 _logger.warning("engine tick failed (%s); retrying", exc)
-            except Exception:  # noqa: BLE001 - a bug in one tick must not stop detection
+            except Exception:
                 failures += 1
                 _logger.exception("engine tick crashed; retrying")
             delay = self.settings.interval_s * min(2**failures, 12) if failures else self.settings.interval_s

@@ -37,7 +37,7 @@ class Heartbeat:
     tick_ms: float
     expectations: int
     transitions: int
-    lag_s: float  # now − ingest watermark after the tick
+    lag_s: float  # now - ingest watermark after the tick
 
     def to_json(self) -> dict[str, Any]:
         """JSON-friendly form."""

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 
 from .schema import INCIDENT_ID_SQL, INCIDENT_LOG_TABLE
@@ -35,6 +34,7 @@ _STATE_CHANGES = ", ".join(
     )
 )
 
+
 def _where(template: str, condition: str) -> str:
     return template.replace("__WHERE__", condition)
 
@@ -54,8 +54,8 @@ _AGGREGATE = f"""
         countIf({_DECISIVE}) > 0 AS has_result,
         argMaxIf({_RESULT_TUPLE}, tuple(at, signal_id), {_DECISIVE}) AS last_result,
         countIf(outcome = 'skipped') > 0 AS has_skipped,
-        groupArrayIf({_RESULT_TUPLE}, signal = 'result' AND ingested_at > {{new_since:DateTime64(6, 'UTC')}})
-            AS new_results
+        groupArrayIf(tuple(signal_id, at, outcome, error_type, error_message, replay_id, attempt, ingested_at),
+                     signal = 'result') AS results
     FROM {SIGNALS_TABLE}
     WHERE __WHERE__
     GROUP BY stripe_event_id, effect
@@ -67,6 +67,7 @@ HEADS_SQL = f"""
         argMax(state, seq) AS state,
         argMax(kind, seq) AS kind,
         maxIf(at, transition IN ({_STATE_CHANGES})) AS state_since,
+        min(at) AS opened_at,
         groupUniqArray(cause) AS causes,
         argMaxIf(replay_id, seq, transition = 'reprocess_requested') AS reprocess_replay_id
     FROM {INCIDENT_LOG_TABLE} FINAL
@@ -90,7 +91,7 @@ _EVALUATE = f"""
           AND at <= {{now:DateTime64(6, 'UTC')}} - toIntervalSecond({{default_timeout_s:UInt32}})
     )
     SELECT agg.*, heads.incident_id != '' AS has_head, heads.state AS head_state,
-           heads.kind AS head_kind, heads.state_since AS head_state_since,
+           heads.kind AS head_kind, heads.state_since AS head_state_since, heads.opened_at AS head_opened_at,
            heads.causes AS head_causes, heads.reprocess_replay_id AS head_replay_id
     FROM ({_where(_AGGREGATE, "(stripe_event_id, effect) IN (SELECT stripe_event_id, effect FROM candidates)")}) AS agg
     LEFT JOIN ({_where(HEADS_SQL, f"incident_id IN (SELECT {INCIDENT_ID_SQL} FROM candidates)")}) AS heads
@@ -109,18 +110,23 @@ class Window:
     default_timeout: timedelta
 
 
-def _result(values: tuple[Any, ...]) -> ResultInfo:
-    signal_id, at, outcome, error_type, error_message, replay_id, attempt = values
-    return ResultInfo(signal_id, at, outcome, error_type, error_message, replay_id, int(attempt))
+def _result(values: tuple[Any, ...], first_ingested_at: datetime | None = None) -> ResultInfo:
+    signal_id, at, outcome, error_type, error_message, replay_id, attempt = values[:7]
+    return ResultInfo(signal_id, at, outcome, error_type, error_message, replay_id, int(attempt), first_ingested_at)
 
 
-def _expectation(row: dict[str, Any]) -> Expectation:
-    seen: set[str] = set()
-    new_results: list[ResultInfo] = []
-    for values in row["new_results"]:
-        if values[0] not in seen:  # replayed rows not merged yet
-            seen.add(values[0])
-            new_results.append(_result(values))
+def _new_results(rows: list[tuple[Any, ...]], since: datetime) -> tuple[ResultInfo, ...]:
+    """Results first stored after ``since``. A replayed row is stored again later, so what
+    counts is the earliest ``ingested_at`` of each signal id."""
+    first: dict[str, tuple[Any, ...]] = {}
+    for values in rows:
+        known = first.get(values[0])
+        if known is None or values[7] < known[7]:
+            first[values[0]] = values
+    return tuple(_result(values, values[7]) for values in first.values() if values[7] > since)
+
+
+def _expectation(row: dict[str, Any], new_since: datetime) -> Expectation:
     return Expectation(
         incident_id=row["incident_id"],
         stripe_event_id=row["stripe_event_id"],
@@ -132,7 +138,7 @@ def _expectation(row: dict[str, Any]) -> Expectation:
         due_at=row["due_at"] if row["has_receipt"] else None,
         last_result=_result(row["last_result"]) if row["has_result"] else None,
         has_skipped=bool(row["has_skipped"]),
-        new_results=tuple(new_results),
+        new_results=_new_results(row["results"], new_since),
     )
 
 
@@ -143,6 +149,7 @@ def head_from_row(row: dict[str, Any], prefix: str = "") -> IncidentHead:
         state=State(row[f"{prefix}state"]),
         kind=row[f"{prefix}kind"],
         state_since=row[f"{prefix}state_since"],
+        opened_at=row[f"{prefix}opened_at"],
         causes=frozenset(row[f"{prefix}causes"]),
         replay_id=row[f"{prefix}replay_id" if prefix else "reprocess_replay_id"],
     )
@@ -156,14 +163,13 @@ def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, I
             "since": window.since,
             "due_since": window.due_since,
             "now": window.now,
-            "new_since": window.since,
             "default_timeout_s": int(window.default_timeout.total_seconds()),
         },
     )
     pairs: list[tuple[Expectation, IncidentHead | None]] = []
     for row in result.named_results():
         head = head_from_row(row, prefix="head_") if row["has_head"] else None
-        pairs.append((_expectation(row), head))
+        pairs.append((_expectation(row, window.since), head))
     return pairs
 
 
@@ -171,6 +177,6 @@ def expectations_of_event(client: Client, stripe_event_id: str, new_since: datet
     """Every expectation of one Stripe event (for the event lookup API)."""
     result = client.query(
         _where(_AGGREGATE, "stripe_event_id = {event:String}"),
-        parameters={"event": stripe_event_id, "new_since": new_since},
+        parameters={"event": stripe_event_id},
     )
-    return [_expectation(row) for row in result.named_results()]
+    return [_expectation(row, new_since) for row in result.named_results()]

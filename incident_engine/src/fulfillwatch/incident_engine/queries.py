@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 
 from .schema import INCIDENT_LOG_TABLE
@@ -63,7 +62,8 @@ class IncidentFilter:
 
     def clauses(self) -> tuple[str, str, dict[str, Any]]:
         """SQL for WHERE (immutable columns), HAVING (derived state) and the parameters."""
-        where, having, params = ["1"], ["1"], {}
+        where, having = ["1"], ["1"]
+        params: dict[str, Any] = {}
         if self.event_type:
             where.append("event_type = {event_type:String}")
             params["event_type"] = self.event_type
@@ -99,7 +99,9 @@ class IncidentPage:
     total: int = 0
 
 
-def _summaries(client: Client, where: str, having: str, params: dict[str, Any], limit: int, offset: int) -> IncidentPage:
+def _summaries(
+    client: Client, where: str, having: str, params: dict[str, Any], limit: int, offset: int
+) -> IncidentPage:
     sql = _PAGE.replace("__SUMMARY__", _summary_sql(where, having))
     rows = list(client.query(sql, parameters={**params, "limit": limit, "offset": offset}).named_results())
     page = IncidentPage(total=int(rows[0]["total"]) if rows else 0)

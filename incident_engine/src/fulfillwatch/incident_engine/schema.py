@@ -16,9 +16,7 @@ INCIDENT_LOG_TABLE = "fw_incident_log"
 ENGINE_STATE_TABLE = "fw_engine_state"
 
 #: The incident id of an expectation, computed in SQL only: every component reads it from rows.
-INCIDENT_ID_SQL = (
-    "concat('inc_', substring(lower(hex(SHA256(concat(stripe_event_id, '\\x1f', effect)))), 1, 24))"
-)
+INCIDENT_ID_SQL = "concat('inc_', substring(lower(hex(SHA256(concat(stripe_event_id, '\\x1f', effect)))), 1, 24))"
 
 ENGINE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
-
 from fulfillwatch.collector_processor.app import create_ingest_app
 from fulfillwatch.collector_processor.counters import IngestCounters
 from fulfillwatch.collector_processor.migrations import apply_migrations, apply_retention
@@ -99,8 +98,17 @@ async def serve(settings: ServerSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     listeners = [
-        _Listener(uvicorn.Config(app, host=settings.host, port=port, log_config=None, access_log=False,
-                                 lifespan="off", timeout_graceful_shutdown=10))
+        _Listener(
+            uvicorn.Config(
+                app,
+                host=settings.host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=10,
+            )
+        )
         for app, port in ((service.ingest_app, settings.otlp_port), (service.api_app, settings.api_port))
     ]
     await service.writer.start()

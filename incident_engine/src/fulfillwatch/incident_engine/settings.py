@@ -9,10 +9,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from fulfillwatch.collector_processor.receiver import DEFAULT_MAX_BODY_BYTES
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from fulfillwatch.collector_processor.receiver import DEFAULT_MAX_BODY_BYTES
 
 #: Tokens that look like someone forgot to set one.
 _PLACEHOLDER_TOKENS = frozenset(
@@ -54,9 +53,7 @@ class ServerSettings(BaseSettings):
                     "(set a random token of at least 16 characters, or use --demo)"
                 )
             self.api_token = SecretStr(secrets.token_urlsafe(24))
-        elif not self.demo and (
-            len(token) < MIN_TOKEN_LENGTH or token.strip().lower() in _PLACEHOLDER_TOKENS
-        ):
+        elif not self.demo and (len(token) < MIN_TOKEN_LENGTH or token.strip().lower() in _PLACEHOLDER_TOKENS):
             raise ValueError(
                 f"FULFILLWATCH_API_TOKEN looks like a placeholder: use a random value of at least "
                 f"{MIN_TOKEN_LENGTH} characters (e.g. `python -c 'import secrets; "

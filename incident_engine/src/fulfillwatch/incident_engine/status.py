@@ -42,6 +42,8 @@ class ResultInfo:
     error_message: str = ""
     replay_id: str = ""
     attempt: int = 0
+    #: When the store first received it (store clock); ``None`` when not needed.
+    ingested_at: datetime | None = None
 
 
 @dataclass(frozen=True)

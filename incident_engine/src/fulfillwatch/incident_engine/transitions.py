@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -59,6 +59,7 @@ class IncidentHead:
     state: State
     kind: str
     state_since: datetime  # when the latest state change happened
+    opened_at: datetime  # first row of the incident (store clock)
     causes: frozenset[str] = frozenset()  # causes already logged (dedupes re-reads)
     replay_id: str = ""  # the reprocess in flight, if any
 
@@ -104,9 +105,7 @@ def _result_details(result: ResultInfo) -> dict[str, object]:
     return details
 
 
-def plan(
-    expectation: Expectation, head: IncidentHead | None, verdict: Assessment, now: datetime
-) -> list[Transition]:
+def plan(expectation: Expectation, head: IncidentHead | None, verdict: Assessment, now: datetime) -> list[Transition]:
     """Transitions the engine appends for one expectation (often none)."""
 
     def make(
@@ -142,39 +141,58 @@ def plan(
         details = _result_details(last) if last is not None and last.signal_id == verdict.cause else {}
         return [make(TransitionType.OPENED, State.OPEN, verdict.kind.value, verdict.reason, verdict.cause, details)]
 
+    decisive = _decisive(make, expectation, head, verdict)
     planned: list[Transition] = []
-    # Audit: results stored since the last evaluation, on an incident that is still active.
+    # Audit: results first stored after the incident opened, while it is still active. (Results
+    # stored before it opened are part of why it opened; their replays are not news.)
     if head.state in ACTIVE_STATES:
         for result in sorted(expectation.new_results, key=lambda r: r.at):
-            if result.signal_id in head.causes or result.signal_id == verdict.cause:
+            if result.signal_id in head.causes or (decisive is not None and result.signal_id == decisive.cause):
+                continue
+            if result.ingested_at is not None and result.ingested_at <= head.opened_at:
                 continue
             reason = describe_failure(result) if result.error_type else f"{result.outcome} result"
             planned.append(
-                make(TransitionType.RESULT_SEEN, head.state, head.kind, reason, result.signal_id,
-                     _result_details(result), result.replay_id)
+                make(
+                    TransitionType.RESULT_SEEN,
+                    head.state,
+                    head.kind,
+                    reason,
+                    result.signal_id,
+                    _result_details(result),
+                    result.replay_id,
+                )
             )
+    if decisive is not None:
+        planned.append(decisive)
+    return planned
 
+
+def _decisive(
+    make: Callable[..., Transition], expectation: Expectation, head: IncidentHead, verdict: Assessment
+) -> Transition | None:
+    """The state- or kind-changing transition for an existing incident, if any."""
     if verdict.cause in head.causes:
-        return planned
+        return None
+    last = expectation.last_result
     if verdict.health is Health.HEALTHY and head.state is not State.RESOLVED and last is not None:
         by_reprocess = bool(last.replay_id)
-        reason = (
-            f"reprocess succeeded (replay {last.replay_id})" if by_reprocess else "late success"
-        )
+        reason = f"reprocess succeeded (replay {last.replay_id})" if by_reprocess else "late success"
         details = {**_result_details(last), "resolved_by": "reprocess" if by_reprocess else "late_success"}
-        planned.append(
-            make(TransitionType.RESOLVED, State.RESOLVED, head.kind, reason, verdict.cause, details, last.replay_id)
-        )
-    elif verdict.health is Health.FAILING and verdict.kind is not None:
-        kind = verdict.kind.value
-        details = _result_details(last) if last is not None and last.signal_id == verdict.cause else {}
-        if head.state in (State.RESOLVED, State.IGNORED):
-            # Only a failure newer than the resolution (or the ignore) reopens.
-            if last is not None and last.signal_id == verdict.cause and last.at > head.state_since:
-                planned.append(make(TransitionType.REOPENED, State.OPEN, kind, verdict.reason, verdict.cause, details, last.replay_id))
-        elif kind != head.kind or head.state is State.REPROCESSING:
-            # A new verdict on an active incident: the kind changes, or a repair failed.
-            state = State.OPEN if head.state is State.REPROCESSING else head.state
-            planned.append(make(TransitionType.RESULT_SEEN, state, kind, verdict.reason, verdict.cause, details,
-                                last.replay_id if last is not None else ""))
-    return planned
+        return make(TransitionType.RESOLVED, State.RESOLVED, head.kind, reason, verdict.cause, details, last.replay_id)
+    if verdict.health is not Health.FAILING or verdict.kind is None:
+        return None
+    kind = verdict.kind.value
+    from_result = last is not None and last.signal_id == verdict.cause
+    details = _result_details(last) if last is not None and from_result else {}
+    replay_id = last.replay_id if last is not None and from_result else ""
+    if head.state in (State.RESOLVED, State.IGNORED):
+        # Only a failure newer than the resolution (or the ignore) reopens.
+        if last is not None and from_result and last.at > head.state_since:
+            return make(TransitionType.REOPENED, State.OPEN, kind, verdict.reason, verdict.cause, details, replay_id)
+        return None
+    if kind != head.kind or head.state is State.REPROCESSING:
+        # A new verdict on an active incident: the kind changes, or a repair failed.
+        state = State.OPEN if head.state is State.REPROCESSING else head.state
+        return make(TransitionType.RESULT_SEEN, state, kind, verdict.reason, verdict.cause, details, replay_id)
+    return None

@@ -62,7 +62,7 @@ _KNOWN = ("tracked_event_types", "default_timeout", "timeouts", "tracer_provider
 
 def _event_types(value: object) -> frozenset[str]:
     if isinstance(value, str):
-        value = [part for part in value.split(",")]
+        value = value.split(",")
     if not isinstance(value, Iterable):
         raise TypeError("tracked_event_types must be an iterable of event type strings or '*'")
     types = frozenset(str(item).strip() for item in value if str(item).strip())
@@ -104,17 +104,13 @@ def build_options(options: Mapping[str, object], environ: Mapping[str, str] | No
     """
     unknown = sorted(set(options) - set(_KNOWN))
     if unknown:
-        raise TypeError(
-            f"init() got unknown option(s) {', '.join(unknown)}; known: {', '.join(_KNOWN)}"
-        )
+        raise TypeError(f"init() got unknown option(s) {', '.join(unknown)}; known: {', '.join(_KNOWN)}")
     merged = {**_from_environment(os.environ if environ is None else environ), **options}
     result = Options()
     if merged.get("tracked_event_types") is not None:
         result = replace(result, tracked_event_types=_event_types(merged["tracked_event_types"]))
     if merged.get("default_timeout") is not None:
-        result = replace(
-            result, default_timeout_s=parse_timeout(merged["default_timeout"], "default_timeout")
-        )
+        result = replace(result, default_timeout_s=parse_timeout(merged["default_timeout"], "default_timeout"))
     if merged.get("timeouts") is not None:
         result = replace(result, timeouts_s=_timeouts(merged["timeouts"]))
     service_name = merged.get("service_name")

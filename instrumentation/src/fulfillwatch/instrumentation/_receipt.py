@@ -42,7 +42,8 @@ class ReceiptHandle:
         to this receipt span (trace backends jump between the webhook and the worker trace),
         and the effect and event type need not be repeated.
         """
-        return _runtime.guarded(self._carrier, fallback={})()
+        nothing: dict[str, str] = {}
+        return _runtime.guarded(self._carrier, fallback=nothing)()
 
     def _carrier(self) -> dict[str, str]:
         if not self.event_id:
@@ -83,9 +84,7 @@ def record_receipt(
     )
 
 
-def watch_event(
-    event: object, *, effect: str | None = None, event_type: str | None = None
-) -> ReceiptHandle | None:
+def watch_event(event: object, *, effect: str | None = None, event_type: str | None = None) -> ReceiptHandle | None:
     """Record a receipt only when the event's type is tracked (see ``tracked_event_types``).
 
     For apps that route every webhook through one handler: call it for each event and keep
@@ -111,22 +110,18 @@ def _record_receipt(
     return _emit_receipt(event_info(event, event_type), effect, timeout)
 
 
-def _emit_receipt(
-    info: EventInfo, effect: str | None, timeout: float | timedelta | None
-) -> ReceiptHandle:
+def _emit_receipt(info: EventInfo, effect: str | None, timeout: float | timedelta | None) -> ReceiptHandle:
     if not info.type:
         _logger.warning(
             "fulfillwatch: receipt for %s has no event type; pass event_type= (recorded anyway)",
             info.id,
         )
     options = _runtime.current_options()
-    timeout_s = (
-        options.timeout_for(info.type) if timeout is None else parse_timeout(timeout, "timeout")
-    )
+    timeout_s = options.timeout_for(info.type) if timeout is None else parse_timeout(timeout, "timeout")
     due_at = datetime.now(timezone.utc) + timedelta(seconds=timeout_s)
     attributes: dict[str, str | bool | int | float] = {
         **info.span_attributes(),
-        v.FULFILLMENT_TIMEOUT_S: int(round(timeout_s)) if timeout_s >= 1 else timeout_s,
+        v.FULFILLMENT_TIMEOUT_S: round(timeout_s) if timeout_s >= 1 else timeout_s,
         v.FULFILLMENT_DUE_AT: due_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
     if effect:

@@ -154,7 +154,8 @@ class Fulfillment:
         self._scopes: list[ResultScope] = []
 
     def _scope(self, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> ResultScope:
-        event, receipt = self._event, self._receipt
+        event: Any = self._event
+        receipt: Any = self._receipt
         if args or kwargs is not None:  # decorator: the event may be a function of the arguments
             event = _call_guarded(event, args, kwargs or {})
             receipt = _call_guarded(receipt, args, kwargs or {})

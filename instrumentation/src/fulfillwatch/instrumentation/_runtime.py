@@ -115,7 +115,7 @@ def guarded(function: Callable[..., _T], *, fallback: _T) -> Callable[..., _T]:
     def wrapper(*args: Any, **kwargs: Any) -> _T:
         try:
             return function(*args, **kwargs)
-        except Exception:  # noqa: BLE001 - the whole point is to never propagate
+        except Exception:
             _logger.exception("fulfillwatch: internal error in %s (ignored)", function.__name__)
             return fallback
 

@@ -34,7 +34,8 @@ def require_token(
     """Reject requests without the right bearer token (401)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
-            401, "missing bearer token: send 'Authorization: Bearer <FULFILLWATCH_API_TOKEN>'",
+            401,
+            "missing bearer token: send 'Authorization: Bearer <FULFILLWATCH_API_TOKEN>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
     expected = context.settings.token().encode()

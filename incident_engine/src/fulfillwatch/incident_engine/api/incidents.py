@@ -12,7 +12,16 @@ from ..expectations import expectations_of_event
 from ..timeline import build_timeline, event_fields, expectation_view
 from .auth import PrincipalDep
 from .context import ClientDep, ContextDep
-from .models import EventView, IncidentDetail, IncidentPageModel, IncidentSummary, KindName, StateName
+from .models import (
+    EventView,
+    ExpectationModel,
+    IncidentDetail,
+    IncidentPageModel,
+    IncidentSummary,
+    KindName,
+    StateName,
+    TimelineEntry,
+)
 
 router = APIRouter(prefix="/api", tags=["incidents"])
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -43,8 +52,14 @@ def list_incidents(
         if value is not None and value.tzinfo is None:
             raise HTTPException(422, f"{name} must include a time zone, e.g. 2026-01-31T12:00:00Z")
     filters = queries.IncidentFilter(
-        state=state, kind=kind, event_type=event_type, effect=effect, service=service,
-        stripe_event_id=stripe_event_id, opened_since=since, opened_until=until,
+        state=state,
+        kind=kind,
+        event_type=event_type,
+        effect=effect,
+        service=service,
+        stripe_event_id=stripe_event_id,
+        opened_since=since,
+        opened_until=until,
     )
     page = queries.list_incidents(client, filters, limit, offset)
     following = offset + len(page.items)
@@ -82,9 +97,14 @@ def get_incident(
     now = datetime.now(timezone.utc)
     return IncidentDetail(
         **summary,
-        expectation=expectation_view(expectation, now, _default_timeout(context)) if expectation else None,
+        expectation=ExpectationModel.model_validate(expectation_view(expectation, now, _default_timeout(context)))
+        if expectation
+        else None,
         event=event_fields(signals),
-        timeline=build_timeline(signals, queries.incident_transitions(client, incident_id)),
+        timeline=[
+            TimelineEntry.model_validate(entry)
+            for entry in build_timeline(signals, queries.incident_transitions(client, incident_id))
+        ],
     )
 
 
@@ -109,7 +129,9 @@ def get_event(
     page = queries.list_incidents(client, queries.IncidentFilter(stripe_event_id=stripe_event_id), 500, 0)
     return EventView(
         stripe_event_id=stripe_event_id,
-        expectations=[expectation_view(e, now, _default_timeout(context)) for e in expectations],
+        expectations=[
+            ExpectationModel.model_validate(expectation_view(e, now, _default_timeout(context))) for e in expectations
+        ],
         incidents=[IncidentSummary(**item) for item in page.items],
         signals=queries.signals_of(client, stripe_event_id),
     )
