@@ -23,11 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from fulfillwatch.collector_processor.store import Store, StoreUnavailable
 
 from .engine_state import EPOCH, Heartbeat, Watermarks, load_watermarks, save_heartbeat, save_watermarks
-from .expectations import Window, evaluate_window
+from .expectations import Window, evaluate_window, next_data
 from .incident_log import append_transitions
 from .status import assess
 from .transitions import Transition, plan
@@ -46,6 +47,8 @@ class EngineSettings:
     ingest_overlap_s: float = 5.0
     #: Minimum gap between two ticks, also when woken by failures.
     min_gap_s: float = 0.25
+    #: Most ingest (and deadline) time one tick covers; a backlog is worked off in such steps.
+    max_window_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class TickReport:
     expectations: int
     transitions: int
     duration_s: float
+    caught_up: bool = True
 
 
 class Engine:
@@ -81,12 +85,15 @@ class Engine:
         started = time.perf_counter()
         client = self.store.client("engine")
         now: datetime = client.query("SELECT now64(6, 'UTC')").result_rows[0][0]
-        marks = load_watermarks(client)
+        marks = self._skip_empty_stretches(client, load_watermarks(client), now)
         overlap = timedelta(seconds=self.settings.ingest_overlap_s)
+        step = timedelta(seconds=self.settings.max_window_s)
         default_timeout = timedelta(seconds=self.settings.default_timeout_s)
         window = Window(
             since=max(EPOCH, marks.ingested - overlap),
+            until=min(now, marks.ingested + step),
             due_since=max(EPOCH, marks.due - overlap),
+            due_until=min(now, marks.due + step),
             now=now,
             default_timeout=default_timeout,
         )
@@ -95,7 +102,7 @@ class Engine:
         for expectation, head in pairs:
             transitions.extend(plan(expectation, head, assess(expectation, now, default_timeout), now))
         append_transitions(client, transitions)
-        save_watermarks(client, Watermarks(ingested=now, due=now))
+        save_watermarks(client, Watermarks(ingested=window.until, due=window.due_until))
         duration = time.perf_counter() - started
         save_heartbeat(
             client,
@@ -110,13 +117,25 @@ class Engine:
         )
         if transitions and self._on_transitions is not None:
             self._on_transitions(transitions)
-        report = TickReport(now, len(pairs), len(transitions), duration)
+        caught_up = window.until >= now and window.due_until >= now
+        report = TickReport(now, len(pairs), len(transitions), duration, caught_up)
         self.last_report = report
         if transitions:
             _logger.info(
                 "tick: %d expectations, %d transitions in %.0f ms", len(pairs), len(transitions), duration * 1000
             )
         return report
+
+    def _skip_empty_stretches(self, client: Client, marks: Watermarks, now: datetime) -> Watermarks:
+        """When far behind (first run, long outage), jump to just before the next data."""
+        step = timedelta(seconds=self.settings.max_window_s)
+        if now - marks.ingested <= step and now - marks.due <= step:
+            return marks
+        next_signal, next_deadline = next_data(client, marks.ingested, marks.due)
+        just_before = timedelta(microseconds=1)
+        ingested = min(now, next_signal - just_before) if next_signal is not None else now
+        due = min(now, next_deadline - just_before) if next_deadline is not None else now
+        return Watermarks(ingested=max(marks.ingested, ingested), due=max(marks.due, due))
 
     def wake(self) -> None:
         """Ask for a tick as soon as possible (safe from any thread)."""
@@ -130,8 +149,9 @@ class Engine:
         failures = 0
         while not stop.is_set():
             self._wakeup.clear()
+            caught_up = True
             try:
-                await asyncio.to_thread(self.tick)
+                caught_up = (await asyncio.to_thread(self.tick)).caught_up
                 failures = 0
             except (StoreUnavailable, ClickHouseError, OSError) as exc:
                 failures += 1
@@ -141,11 +161,15 @@ class Engine:
                 failures += 1
                 _logger.exception("engine tick crashed; retrying")
             delay = self.settings.interval_s * min(2**failures, 12) if failures else self.settings.interval_s
+            if not caught_up:
+                delay = 0.0  # a backlog: keep going
             await _sleep_until(stop, self._wakeup, delay, self.settings.min_gap_s)
 
 
 async def _sleep_until(stop: asyncio.Event, wakeup: asyncio.Event, delay: float, min_gap: float) -> None:
     await asyncio.sleep(min_gap)
+    if delay <= min_gap:
+        return
     waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())}
     try:
         await asyncio.wait(waiters, timeout=max(0.0, delay - min_gap), return_when=asyncio.FIRST_COMPLETED)
