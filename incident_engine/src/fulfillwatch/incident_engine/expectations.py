@@ -185,7 +185,6 @@ def expectations_of_event(client: Client, stripe_event_id: str, new_since: datet
     return [_expectation(row, new_since) for row in result.named_results()]
 
 
-
 def next_data(client: Client, ingested_after: datetime, due_after: datetime) -> tuple[datetime | None, datetime | None]:
     """The first ingest time and the first receipt deadline after the given instants (``None``
     when there is none), so that an engine far behind skips empty stretches in one step."""

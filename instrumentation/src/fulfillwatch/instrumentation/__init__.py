@@ -53,7 +53,7 @@ from __future__ import annotations
 from . import vocabulary
 from ._config import ALL_EVENT_TYPES, Options
 from ._receipt import ReceiptHandle, record_receipt, watch_event
-from ._result import Fulfillment, ResultScope, fulfillment, record_result
+from ._result import Fulfillment, fulfillment, record_result
 from ._runtime import configure as _configure
 from ._runtime import force_flush
 from .version import __version__
@@ -63,7 +63,6 @@ __all__ = [
     "Fulfillment",
     "Options",
     "ReceiptHandle",
-    "ResultScope",
     "__version__",
     "force_flush",
     "fulfillment",

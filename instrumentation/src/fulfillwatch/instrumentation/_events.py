@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import vocabulary as v
 
+#: Values Fulfillwatch sets as span attributes.
+AttributeValue = str | bool | int | float
 
-@dataclass(frozen=True)
-class EventInfo:
-    """What Fulfillwatch records about one Stripe event."""
+
+class EventInfo(NamedTuple):
+    """What Fulfillwatch records about one Stripe event (a tuple: built for every span)."""
 
     id: str
     type: str
@@ -22,25 +23,29 @@ class EventInfo:
     currency: str | None = None
     created: int | None = None
 
-    def span_attributes(self) -> dict[str, str | bool | int]:
+    def span_attributes(self) -> dict[str, AttributeValue]:
         """The event's attributes as set on receipt and result spans (unknown fields omitted)."""
-        attributes: dict[str, str | bool | int] = {v.STRIPE_EVENT_ID: self.id}
+        attributes: dict[str, AttributeValue] = {v.STRIPE_EVENT_ID: self.id}
+        # Plain ifs: this runs for every span, and most fields are absent on results.
         if self.type:
             attributes[v.STRIPE_EVENT_TYPE] = self.type
-        optional: dict[str, str | bool | int | None] = {
-            v.STRIPE_LIVEMODE: self.livemode,
-            v.STRIPE_ACCOUNT: self.account,
-            v.STRIPE_CUSTOMER: self.customer,
-            v.STRIPE_AMOUNT: self.amount,
-            v.STRIPE_CURRENCY: self.currency,
-            v.STRIPE_EVENT_CREATED: self.created,
-        }
-        attributes.update({key: value for key, value in optional.items() if value is not None})
+        if self.livemode is not None:
+            attributes[v.STRIPE_LIVEMODE] = self.livemode
+        if self.account is not None:
+            attributes[v.STRIPE_ACCOUNT] = self.account
+        if self.customer is not None:
+            attributes[v.STRIPE_CUSTOMER] = self.customer
+        if self.amount is not None:
+            attributes[v.STRIPE_AMOUNT] = self.amount
+        if self.currency is not None:
+            attributes[v.STRIPE_CURRENCY] = self.currency
+        if self.created is not None:
+            attributes[v.STRIPE_EVENT_CREATED] = self.created
         return attributes
 
 
 def _as_mapping(event: object) -> Mapping[str, Any] | None:
-    if isinstance(event, Mapping):
+    if type(event) is dict or isinstance(event, Mapping):
         return event
     # stripe-python's StripeObject (stripe.Event) is no longer a dict; to_dict() is its export.
     to_dict = getattr(event, "to_dict", None)

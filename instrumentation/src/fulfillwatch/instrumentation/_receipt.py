@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from opentelemetry import trace
-from opentelemetry.trace import SpanContext, SpanKind
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from . import _runtime
 from . import vocabulary as v
@@ -17,7 +16,29 @@ from ._config import parse_timeout
 from ._events import EventInfo, event_info
 
 _logger = logging.getLogger("fulfillwatch.instrumentation")
-_W3C = TraceContextTextMapPropagator()
+_TRACEPARENT = "traceparent"
+
+
+# The carrier holds the receipt span's context as a W3C ``traceparent`` value. It is formatted
+# and parsed here rather than through the propagator API because this runs for every event and
+# the propagator's Context round trip costs more than the rest of the receipt.
+def format_traceparent(context: SpanContext) -> str:
+    """``00-<trace id>-<span id>-<flags>`` (W3C Trace Context, version 00)."""
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def parse_traceparent(value: str) -> SpanContext | None:
+    """The span context of a ``traceparent`` value, or ``None`` if it is not a valid one."""
+    parts = value.split("-") if isinstance(value, str) else []
+    if len(parts) < 4 or len(parts[0]) != 2 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[0] == "ff":
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3][:2], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
 
 
 @dataclass(frozen=True)
@@ -32,8 +53,14 @@ class ReceiptHandle:
     event_type: str
     #: The effect named at receipt; empty means the event's own fulfillment (its type).
     effect: str
-    due_at: datetime | None = None
+    #: The deadline as Unix seconds (0 when unknown); see :attr:`due_at`.
+    due_timestamp: float = 0.0
     span_context: SpanContext | None = field(default=None, repr=False)
+
+    @property
+    def due_at(self) -> datetime | None:
+        """When a success result is due."""
+        return datetime.fromtimestamp(self.due_timestamp, timezone.utc) if self.due_timestamp else None
 
     def carrier(self) -> dict[str, str]:
         """A small JSON-serialisable dict for the job payload.
@@ -43,7 +70,7 @@ class ReceiptHandle:
         and the effect and event type need not be repeated.
         """
         nothing: dict[str, str] = {}
-        return _runtime.guarded(self._carrier, fallback=nothing)()
+        return _runtime.safely(self._carrier, nothing)
 
     def _carrier(self) -> dict[str, str]:
         if not self.event_id:
@@ -54,8 +81,7 @@ class ReceiptHandle:
             v.CARRIER_EFFECT: self.effect,
         }
         if self.span_context is not None and self.span_context.is_valid:
-            span = trace.NonRecordingSpan(self.span_context)
-            _W3C.inject(carrier, context=trace.set_span_in_context(span))
+            carrier[_TRACEPARENT] = format_traceparent(self.span_context)
         return carrier
 
 
@@ -79,9 +105,7 @@ def record_receipt(
     The span is ended at once, so it is exported even if the process dies right after. An
     explicitly recorded receipt is always tracked, whatever ``tracked_event_types`` says.
     """
-    return _runtime.guarded(_record_receipt, fallback=_NO_RECEIPT)(
-        event, effect=effect, timeout=timeout, event_type=event_type
-    )
+    return _runtime.safely(_record_receipt, _NO_RECEIPT, event, effect=effect, timeout=timeout, event_type=event_type)
 
 
 def watch_event(event: object, *, effect: str | None = None, event_type: str | None = None) -> ReceiptHandle | None:
@@ -97,7 +121,7 @@ def watch_event(event: object, *, effect: str | None = None, event_type: str | N
             return None
         return _emit_receipt(info, effect, None)
 
-    return _runtime.guarded(_watch, fallback=None)()
+    return _runtime.safely(_watch, None)
 
 
 def _record_receipt(
@@ -118,12 +142,10 @@ def _emit_receipt(info: EventInfo, effect: str | None, timeout: float | timedelt
         )
     options = _runtime.current_options()
     timeout_s = options.timeout_for(info.type) if timeout is None else parse_timeout(timeout, "timeout")
-    due_at = datetime.now(timezone.utc) + timedelta(seconds=timeout_s)
-    attributes: dict[str, str | bool | int | float] = {
-        **info.span_attributes(),
-        v.FULFILLMENT_TIMEOUT_S: round(timeout_s) if timeout_s >= 1 else timeout_s,
-        v.FULFILLMENT_DUE_AT: due_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-    }
+    due = time.time() + timeout_s
+    attributes = info.span_attributes()
+    attributes[v.FULFILLMENT_TIMEOUT_S] = round(timeout_s) if timeout_s >= 1 else timeout_s
+    attributes[v.FULFILLMENT_DUE_AT] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))
     if effect:
         attributes[v.FULFILLMENT_EFFECT] = effect
     span = _runtime.tracer().start_span(v.RECEIPT_SPAN, kind=SpanKind.INTERNAL, attributes=attributes)
@@ -132,7 +154,7 @@ def _emit_receipt(info: EventInfo, effect: str | None, timeout: float | timedelt
         event_id=info.id,
         event_type=info.type,
         effect=effect or "",
-        due_at=due_at,
+        due_timestamp=due,
         span_context=span.get_span_context(),
     )
 
@@ -143,14 +165,13 @@ def receipt_reference(
     """The receipt's span context, effect and event type from a handle or a carrier dict."""
     if receipt is None:
         return None, None, None
-    if isinstance(receipt, ReceiptHandle):
+    if type(receipt) is not dict and isinstance(receipt, ReceiptHandle):
         return receipt.span_context, receipt.effect or None, receipt.event_type or None
     if not isinstance(receipt, Mapping):
         _logger.warning("fulfillwatch: receipt= must be a ReceiptHandle or its carrier() dict")
         return None, None, None
-    context = trace.get_current_span(_W3C.extract(receipt)).get_span_context()
     return (
-        context if context.is_valid else None,
+        parse_traceparent(receipt.get(_TRACEPARENT, "")),
         receipt.get(v.CARRIER_EFFECT) or None,
         receipt.get(v.CARRIER_EVENT_TYPE) or None,
     )

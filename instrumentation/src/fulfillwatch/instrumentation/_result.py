@@ -15,7 +15,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from . import _runtime
 from . import vocabulary as v
-from ._events import event_info
+from ._events import AttributeValue, event_info
 from ._receipt import ReceiptHandle, receipt_reference
 
 _logger = logging.getLogger("fulfillwatch.instrumentation")
@@ -34,30 +34,61 @@ def error_type(error: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-class ResultScope:
-    """One run of a business effect. ``with fulfillment(...) as scope:`` yields it.
+def _mark_failed(span: Span, error: BaseException | str | None) -> None:
+    if isinstance(error, BaseException):
+        kind, message = error_type(error), str(error) or error_type(error)
+        span.record_exception(error)
+    else:
+        kind, message = "fulfillwatch.Failure", error or "failure"
+    span.set_attribute(v.ERROR_TYPE, kind)
+    span.set_attribute(v.FULFILLMENT_ERROR_MESSAGE, message[:4096])
+    span.set_status(Status(StatusCode.ERROR, message[:1024]))
 
-    Leaving the block normally records ``success``; an exception records ``failure`` (and is
+
+class Fulfillment:
+    """One run of a business effect: a context manager (sync and async) and a decorator.
+
+    Created by :func:`fulfillment`. ``with fulfillment(...) as run:`` yields this object:
+    leaving the block normally records ``success``; an exception records ``failure`` (and is
     re-raised unchanged). Call :meth:`skip` on the idempotency path ("already done") or
-    :meth:`fail` for an error the code handles without raising.
+    :meth:`fail` for an error the code handles without raising. Used as a decorator, every call
+    of the decorated function is its own run.
     """
+
+    __slots__ = (
+        "_attempt",
+        "_effect",
+        "_error",
+        "_event",
+        "_event_type",
+        "_outcome",
+        "_receipt",
+        "_replay_id",
+        "_span",
+        "_token",
+    )
 
     def __init__(
         self,
-        event: EventRef,
+        event: EventRef | Callable[..., EventRef],
         *,
-        effect: str | None,
-        receipt: ReceiptRef,
-        attempt: int | None,
-        replay_id: str | None,
-        event_type: str | None,
+        effect: str | None = None,
+        receipt: ReceiptRef | Callable[..., ReceiptRef] = None,
+        attempt: int | None = None,
+        replay_id: str | None = None,
+        event_type: str | None = None,
     ) -> None:
+        # Any: for a decorator these may be functions of the call's arguments (see _run_for).
+        self._event: Any = event
+        self._effect = effect
+        self._receipt: Any = receipt
+        self._attempt = attempt
+        self._replay_id = replay_id
+        self._event_type = event_type
         self._span: Span | None = None
         self._token: object | None = None
         self._outcome: str | None = None
         self._error: BaseException | str | None = None
-        self._start = _runtime.guarded(self._begin, fallback=None)
-        self._start(event, effect, receipt, attempt, replay_id, event_type)
 
     @property
     def outcome(self) -> str | None:
@@ -72,25 +103,35 @@ class ResultScope:
         """Mark this run as ``failure`` without raising (for handled errors)."""
         self._outcome, self._error = v.OUTCOME_FAILURE, error
 
-    def _begin(
-        self,
-        event: EventRef,
-        effect: str | None,
-        receipt: ReceiptRef,
-        attempt: int | None,
-        replay_id: str | None,
-        event_type: str | None,
-    ) -> None:
-        receipt_context, receipt_effect, receipt_type = receipt_reference(receipt)
-        info = event_info(event, event_type or receipt_type)
-        attributes: dict[str, str | bool | int] = info.span_attributes()
-        chosen_effect = effect or receipt_effect
+    # --- the run ------------------------------------------------------------------------------
+
+    def start(self) -> Fulfillment:
+        """Open the result span (``__enter__`` does this)."""
+        _runtime.safely(self._begin, None)
+        return self
+
+    def close(self, raised: BaseException | None) -> None:
+        """End the result span; ``raised`` is the exception leaving the block, if any."""
+        _runtime.safely(self._finish, None, raised)
+
+    def _begin(self) -> None:
+        receipt_context, receipt_effect, receipt_type = receipt_reference(self._receipt)
+        event = self._event
+        if type(event) is str:  # the common case, without building an EventInfo
+            attributes: dict[str, AttributeValue] = {v.STRIPE_EVENT_ID: event}
+            if self._event_type or receipt_type:
+                attributes[v.STRIPE_EVENT_TYPE] = self._event_type or receipt_type or ""
+        else:
+            attributes = event_info(event, self._event_type or receipt_type).span_attributes()
+        if not attributes[v.STRIPE_EVENT_ID]:
+            raise ValueError("the Stripe event id is empty")
+        chosen_effect = self._effect or receipt_effect
         if chosen_effect:
             attributes[v.FULFILLMENT_EFFECT] = chosen_effect
-        if attempt is not None:
-            attributes[v.FULFILLMENT_ATTEMPT] = int(attempt)
-        if replay_id:
-            attributes[v.FULFILLMENT_REPLAY_ID] = replay_id
+        if self._attempt is not None:
+            attributes[v.FULFILLMENT_ATTEMPT] = int(self._attempt)
+        if self._replay_id:
+            attributes[v.FULFILLMENT_REPLAY_ID] = self._replay_id
         links = [Link(receipt_context)] if receipt_context is not None else None
         self._span = _runtime.tracer().start_span(
             v.RESULT_SPAN, kind=SpanKind.INTERNAL, attributes=attributes, links=links
@@ -113,65 +154,10 @@ class ResultScope:
             _mark_failed(span, self._error)
         span.end()
 
-    def close(self, raised: BaseException | None) -> None:
-        """End the result span; ``raised`` is the exception leaving the block, if any."""
-        _runtime.guarded(self._finish, fallback=None)(raised)
+    # --- context manager and decorator protocols ----------------------------------------------
 
-
-def _mark_failed(span: Span, error: BaseException | str | None) -> None:
-    if isinstance(error, BaseException):
-        kind, message = error_type(error), str(error) or error_type(error)
-        span.record_exception(error)
-    else:
-        kind, message = "fulfillwatch.Failure", error or "failure"
-    span.set_attribute(v.ERROR_TYPE, kind)
-    span.set_attribute(v.FULFILLMENT_ERROR_MESSAGE, message[:4096])
-    span.set_status(Status(StatusCode.ERROR, message[:1024]))
-
-
-class Fulfillment:
-    """Context manager (sync and async) and decorator recording a result span.
-
-    Created by :func:`fulfillment`; see there.
-    """
-
-    def __init__(
-        self,
-        event: EventRef | Callable[..., EventRef],
-        *,
-        effect: str | None = None,
-        receipt: ReceiptRef | Callable[..., ReceiptRef] = None,
-        attempt: int | None = None,
-        replay_id: str | None = None,
-        event_type: str | None = None,
-    ) -> None:
-        self._event = event
-        self._effect = effect
-        self._receipt = receipt
-        self._attempt = attempt
-        self._replay_id = replay_id
-        self._event_type = event_type
-        self._scopes: list[ResultScope] = []
-
-    def _scope(self, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> ResultScope:
-        event: Any = self._event
-        receipt: Any = self._receipt
-        if args or kwargs is not None:  # decorator: the event may be a function of the arguments
-            event = _call_guarded(event, args, kwargs or {})
-            receipt = _call_guarded(receipt, args, kwargs or {})
-        return ResultScope(
-            event,
-            effect=self._effect,
-            receipt=receipt,
-            attempt=self._attempt,
-            replay_id=self._replay_id,
-            event_type=self._event_type,
-        )
-
-    def __enter__(self) -> ResultScope:
-        scope = self._scope()
-        self._scopes.append(scope)
-        return scope
+    def __enter__(self) -> Fulfillment:
+        return self.start()
 
     def __exit__(
         self,
@@ -179,11 +165,10 @@ class Fulfillment:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._scopes:
-            self._scopes.pop().close(exc)
+        self.close(exc)
 
-    async def __aenter__(self) -> ResultScope:
-        return self.__enter__()
+    async def __aenter__(self) -> Fulfillment:
+        return self.start()
 
     async def __aexit__(
         self,
@@ -191,34 +176,33 @@ class Fulfillment:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, traceback)
+        self.close(exc)
+
+    def _run_for(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Fulfillment:
+        """A fresh run for one call of a decorated function (event/receipt may be functions)."""
+        return Fulfillment(
+            _call_guarded(self._event, args, kwargs),
+            effect=self._effect,
+            receipt=_call_guarded(self._receipt, args, kwargs),
+            attempt=self._attempt,
+            replay_id=self._replay_id,
+            event_type=self._event_type,
+        )
 
     def __call__(self, function: _F) -> _F:
         if inspect.iscoroutinefunction(function):
 
             @functools.wraps(function)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                scope = self._scope(args, kwargs)
-                try:
-                    result = await function(*args, **kwargs)
-                except BaseException as exc:
-                    scope.close(exc)
-                    raise
-                scope.close(None)
-                return result
+                async with self._run_for(args, kwargs):
+                    return await function(*args, **kwargs)
 
             return cast(_F, async_wrapper)
 
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            scope = self._scope(args, kwargs)
-            try:
-                result = function(*args, **kwargs)
-            except BaseException as exc:
-                scope.close(exc)
-                raise
-            scope.close(None)
-            return result
+            with self._run_for(args, kwargs):
+                return function(*args, **kwargs)
 
         return cast(_F, wrapper)
 
@@ -226,7 +210,7 @@ class Fulfillment:
 def _call_guarded(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     if not callable(value) or isinstance(value, (ReceiptHandle, Mapping)):
         return value
-    return _runtime.guarded(value, fallback=None)(*args, **kwargs)
+    return _runtime.safely(value, None, *args, **kwargs)
 
 
 def fulfillment(
@@ -293,16 +277,11 @@ def record_result(
             ", ".join(v.OUTCOMES),
         )
         return
-    scope = ResultScope(
-        event,
-        effect=effect,
-        receipt=receipt,
-        attempt=attempt,
-        replay_id=replay_id,
-        event_type=event_type,
-    )
+    run = Fulfillment(
+        event, effect=effect, receipt=receipt, attempt=attempt, replay_id=replay_id, event_type=event_type
+    ).start()
     if outcome == v.OUTCOME_FAILURE:
-        scope.fail(error if error is not None else "failure")
+        run.fail(error if error is not None else "failure")
     elif outcome == v.OUTCOME_SKIPPED:
-        scope.skip()
-    scope.close(None)
+        run.skip()
+    run.close(None)

@@ -67,7 +67,7 @@ def reset() -> None:
     if previous is not None and previous.owns_provider:
         shutdown = getattr(previous.provider, "shutdown", None)
         if callable(shutdown):
-            guarded(shutdown, fallback=None)()
+            safely(shutdown, None)
 
 
 def current_options() -> Options:
@@ -102,21 +102,17 @@ def force_flush(timeout_millis: int = 30_000) -> bool:
     flush = getattr(provider, "force_flush", None)
     if not callable(flush):
         return True
-    return bool(guarded(flush, fallback=False)(timeout_millis))
+    return bool(safely(flush, False, timeout_millis))
 
 
-def guarded(function: Callable[..., _T], *, fallback: _T) -> Callable[..., _T]:
-    """Wrap ``function`` so that an internal error is logged and ``fallback`` returned.
+def safely(function: Callable[..., _T], fallback: _T, /, *args: Any, **kwargs: Any) -> _T:
+    """Call ``function``; on an internal error log it and return ``fallback``.
 
     This is the promise made to the app: telemetry trouble never raises into business code.
+    (A plain call, not a decorator factory: it sits on the hot path of every span.)
     """
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> _T:
-        try:
-            return function(*args, **kwargs)
-        except Exception:
-            _logger.exception("fulfillwatch: internal error in %s (ignored)", function.__name__)
-            return fallback
-
-    return wrapper
+    try:
+        return function(*args, **kwargs)
+    except Exception:  # the whole point is to never propagate
+        _logger.exception("fulfillwatch: internal error in %s (ignored)", getattr(function, "__name__", function))
+        return fallback
