@@ -28,9 +28,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fulfillwatch.instrumentation as fw
-from fulfillwatch.instrumentation import vocabulary as v
-
 from examples.traffic.generator import fresh_event, load_templates
+from fulfillwatch.instrumentation import vocabulary as v
 
 TARGET = 1.5
 

@@ -9,8 +9,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import fulfillwatch.instrumentation as fw
 import pytest
+
+import fulfillwatch.instrumentation as fw
 from support.otlp import encode, post, recorded_spans
 from support.serve import ServeProcess, wait_for
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
 from fulfillwatch.incident_engine.status import Expectation, Health, Kind, ResultInfo, assess
 from fulfillwatch.incident_engine.transitions import IncidentHead, State, TransitionType, plan
 

@@ -9,14 +9,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import fulfillwatch.instrumentation as fw
 import pytest
 import stripe
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import StatusCode
+
+import fulfillwatch.instrumentation as fw
 from fulfillwatch.instrumentation import _runtime
 from fulfillwatch.instrumentation import vocabulary as v
 from fulfillwatch.instrumentation.instrumentor import FulfillwatchInstrumentor
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import StatusCode
 from support.otlp import recorded_spans
 
 EVENTS = Path(__file__).resolve().parents[1] / "examples" / "events"

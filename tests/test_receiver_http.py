@@ -6,11 +6,12 @@ import gzip
 import json
 import zlib
 
-import fulfillwatch.instrumentation as fw
 import httpx
 import pytest
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+import fulfillwatch.instrumentation as fw
 from support.otlp import PROTOBUF, encode, post, recorded_spans
 from support.serve import ServeProcess, wait_for
 

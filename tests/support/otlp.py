@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 
-import fulfillwatch.instrumentation as fw
 import httpx
-from fulfillwatch.instrumentation import _runtime
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import fulfillwatch.instrumentation as fw
+from fulfillwatch.instrumentation import _runtime
 
 PROTOBUF = "application/x-protobuf"
 

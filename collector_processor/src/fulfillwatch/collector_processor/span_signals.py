@@ -8,12 +8,12 @@ live here once.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
+from typing import NamedTuple
 
 from fulfillwatch.instrumentation import vocabulary as v
 
-from .signals import RECEIPT, RESULT, SOURCE_OTLP, Signal
+from .signals import RECEIPT, RESULT, SOURCE_OTLP, Signal, micros
 
 #: Attribute keys stored in dedicated columns (everything else goes to ``attributes``).
 _VOCABULARY_KEYS = frozenset(
@@ -47,8 +47,7 @@ class UnusableSpan(ValueError):
     """A fulfillment span that cannot become a signal (reported through ``partial_success``)."""
 
 
-@dataclass(frozen=True)
-class SpanFields:
+class SpanFields(NamedTuple):
     """The parts of a span the conversion needs, already decoded from the wire format."""
 
     name: str
@@ -108,18 +107,21 @@ def _boolean(value: object) -> bool | None:
     return None
 
 
-def _due_at(attributes: Mapping[str, object], at: datetime, default_timeout_s: float) -> datetime:
-    timeout = _seconds(attributes.get(v.FULFILLMENT_TIMEOUT_S), v.FULFILLMENT_TIMEOUT_S)
+def _due_at(attributes: Mapping[str, object], at: int, default_timeout_s: float) -> int:
+    """The deadline in epoch microseconds: timeout_s after the receipt, or due_at, or the default."""
+    timeout = attributes.get(v.FULFILLMENT_TIMEOUT_S)
+    if type(timeout) is not int or timeout <= 0:
+        timeout = _seconds(timeout, v.FULFILLMENT_TIMEOUT_S)
     if timeout is not None:
-        return at + timedelta(seconds=timeout)
+        return at + round(timeout * 1_000_000)
     due_text = attributes.get(v.FULFILLMENT_DUE_AT)
     if isinstance(due_text, str) and due_text:
         try:
             due = datetime.fromisoformat(due_text.replace("Z", "+00:00"))
         except ValueError:
             raise UnusableSpan(f"{v.FULFILLMENT_DUE_AT} is not an RFC 3339 time: {due_text!r}") from None
-        return due if due.tzinfo else due.replace(tzinfo=timezone.utc)
-    return at + timedelta(seconds=default_timeout_s)
+        return micros(due if due.tzinfo else due.replace(tzinfo=timezone.utc))
+    return at + round(default_timeout_s * 1_000_000)
 
 
 def _outcome(fields: SpanFields) -> str:
@@ -132,56 +134,87 @@ def _outcome(fields: SpanFields) -> str:
     return str(outcome)
 
 
+def _extras(attributes: Mapping[str, object]) -> dict[str, str]:
+    extras: dict[str, str] = {}
+    for key, value in attributes.items():
+        if key not in _VOCABULARY_KEYS:
+            extras[key] = _text(value, 1024)
+            if len(extras) >= _MAX_EXTRA_ATTRIBUTES:
+                break
+    return extras
+
+
 def signal_from_span(fields: SpanFields, *, default_timeout_s: float, source: str = SOURCE_OTLP) -> Signal:
-    """Convert a fulfillment span; raises :class:`UnusableSpan` saying what is wrong."""
+    """Convert a fulfillment span; raises :class:`UnusableSpan` saying what is wrong.
+
+    This runs for every span received, so values of the expected type take the direct path
+    and only unusual ones go through the converting helpers.
+    """
     attributes = fields.attributes
-    event_id = attributes.get(v.STRIPE_EVENT_ID)
-    if not isinstance(event_id, str) or not event_id.strip():
-        raise UnusableSpan(f"{fields.name} span has no {v.STRIPE_EVENT_ID} attribute")
+    get = attributes.get
+    event_id = get(v.STRIPE_EVENT_ID)
+    if type(event_id) is not str or not event_id or event_id != event_id.strip():
+        if not isinstance(event_id, str) or not event_id.strip():
+            raise UnusableSpan(f"{fields.name} span has no {v.STRIPE_EVENT_ID} attribute")
+        event_id = event_id.strip()
     if len(event_id) > _MAX_ID:
         raise UnusableSpan(f"{v.STRIPE_EVENT_ID} is longer than {_MAX_ID} characters")
     if len(fields.trace_id) != 32 or len(fields.span_id) != 16:
         raise UnusableSpan("span has an invalid trace id or span id")
     if fields.end_time_ns <= 0:
         raise UnusableSpan("span has no end time")
-    at = datetime.fromtimestamp(fields.end_time_ns / 1e9, tz=timezone.utc)
-    event_type = _text(attributes.get(v.STRIPE_EVENT_TYPE), _MAX_ID)
-    effect = _text(attributes.get(v.FULFILLMENT_EFFECT), _MAX_ID)
+    at = fields.end_time_ns // 1000
+    event_type = _text(get(v.STRIPE_EVENT_TYPE), _MAX_ID)
+    effect = _text(get(v.FULFILLMENT_EFFECT), _MAX_ID)
     if effect == event_type:
         effect = ""  # the event's own fulfillment: same expectation as an unnamed effect
+    attempt = get(v.FULFILLMENT_ATTEMPT)
+    if type(attempt) is not int:
+        attempt = _integer(attempt, v.FULFILLMENT_ATTEMPT) or 0
+    amount = get(v.STRIPE_AMOUNT)
+    if amount is not None and type(amount) is not int:
+        amount = _integer(amount, v.STRIPE_AMOUNT)
+    created = get(v.STRIPE_EVENT_CREATED)
+    if type(created) is not int:
+        created = _integer(created, v.STRIPE_EVENT_CREATED) or 0
+    livemode = get(v.STRIPE_LIVEMODE)
+    if livemode is not None and type(livemode) is not bool:
+        livemode = _boolean(livemode)
     is_receipt = fields.name == v.RECEIPT_SPAN
-    signal = Signal(
-        signal_id=fields.trace_id + fields.span_id,
-        signal=RECEIPT if is_receipt else RESULT,
-        stripe_event_id=event_id.strip(),
-        at=at,
-        effect=effect,
-        event_type=event_type,
-        service=fields.service[:_MAX_ID],
-        attempt=min(max(_integer(attributes.get(v.FULFILLMENT_ATTEMPT), v.FULFILLMENT_ATTEMPT) or 0, 0), 65535),
-        replay_id=_text(attributes.get(v.FULFILLMENT_REPLAY_ID), _MAX_ID),
-        livemode=_boolean(attributes.get(v.STRIPE_LIVEMODE)),
-        account=_text(attributes.get(v.STRIPE_ACCOUNT), _MAX_ID),
-        customer=_text(attributes.get(v.STRIPE_CUSTOMER), _MAX_ID),
-        amount=_integer(attributes.get(v.STRIPE_AMOUNT), v.STRIPE_AMOUNT),
-        currency=_text(attributes.get(v.STRIPE_CURRENCY), 16),
-        event_created=max(_integer(attributes.get(v.STRIPE_EVENT_CREATED), v.STRIPE_EVENT_CREATED) or 0, 0),
-        trace_id=fields.trace_id,
-        span_id=fields.span_id,
-        receipt_trace_id=fields.link_trace_id,
-        receipt_span_id=fields.link_span_id,
-        source=source,
-        attributes={
-            key: _text(value, 1024)
-            for key, value in list(attributes.items())[: _MAX_EXTRA_ATTRIBUTES + len(_VOCABULARY_KEYS)]
-            if key not in _VOCABULARY_KEYS
-        },
-    )
+    outcome = error_type = error_message = ""
     if is_receipt:
-        signal.due_at = _due_at(attributes, at, default_timeout_s)
+        due_at = _due_at(attributes, at, default_timeout_s)
     else:
-        signal.outcome = _outcome(fields)
-        if signal.outcome == v.OUTCOME_FAILURE:
-            signal.error_type = _text(attributes.get(v.ERROR_TYPE), _MAX_ID) or "unknown"
-            signal.error_message = _text(attributes.get(v.FULFILLMENT_ERROR_MESSAGE) or fields.status_message)
-    return signal
+        due_at = 0
+        outcome = _outcome(fields)
+        if outcome == v.OUTCOME_FAILURE:
+            error_type = _text(get(v.ERROR_TYPE), _MAX_ID) or "unknown"
+            error_message = _text(get(v.FULFILLMENT_ERROR_MESSAGE) or fields.status_message)
+    # Positional, in the column order of Signal (this is the hot path).
+    return Signal(
+        fields.trace_id + fields.span_id,
+        RECEIPT if is_receipt else RESULT,
+        event_id,
+        at,
+        effect,
+        event_type,
+        fields.service[:_MAX_ID],
+        outcome,
+        due_at,
+        min(max(attempt, 0), 65535),  # type: ignore[call-overload]
+        error_type,
+        error_message,
+        _text(get(v.FULFILLMENT_REPLAY_ID), _MAX_ID),
+        livemode,  # type: ignore[arg-type]
+        _text(get(v.STRIPE_ACCOUNT), _MAX_ID),
+        _text(get(v.STRIPE_CUSTOMER), _MAX_ID),
+        amount,  # type: ignore[arg-type]
+        _text(get(v.STRIPE_CURRENCY), 16),
+        max(created, 0),  # type: ignore[call-overload]
+        fields.trace_id,
+        fields.span_id,
+        fields.link_trace_id,
+        fields.link_span_id,
+        source,
+        _extras(attributes) if len(attributes) else {},
+    )

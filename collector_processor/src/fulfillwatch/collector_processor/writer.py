@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
+
 from fulfillwatch.instrumentation.vocabulary import OUTCOME_FAILURE
 
 from .signals import RESULT, Signal, insert_signals
@@ -35,7 +36,9 @@ class StoredBatch:
 
     rows: int
     results: int
-    failures: int
+    #: Results someone is waiting for: failures (open an incident at once) and results of a
+    #: reprocess (resolve it at once). Routine successes can wait for the next evaluation.
+    urgent: int
 
 
 @dataclass
@@ -128,8 +131,8 @@ class SignalWriter:
                 pending.done.set_exception(error)
         if error is None and self._on_stored is not None:
             results = [signal for signal in signals if signal.signal == RESULT]
-            failures = sum(1 for signal in results if signal.outcome == OUTCOME_FAILURE)
-            self._on_stored(StoredBatch(rows=len(signals), results=len(results), failures=failures))
+            urgent = sum(1 for signal in results if signal.outcome == OUTCOME_FAILURE or signal.replay_id)
+            self._on_stored(StoredBatch(rows=len(signals), results=len(results), urgent=urgent))
 
     def _insert(self, signals: list[Signal]) -> None:
         try:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from fulfillwatch.collector_processor.store import InvalidDsn, StoreUnavailable, parse_dsn
 from rich.console import Console
 from rich.logging import RichHandler
+
+from fulfillwatch.collector_processor.store import InvalidDsn, StoreUnavailable, parse_dsn
 
 from .settings import SettingsError, load_settings
 

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
+
 from fulfillwatch.collector_processor.store import Store, StoreUnavailable
 
 from .engine_state import EPOCH, Heartbeat, Watermarks, load_watermarks, save_heartbeat, save_watermarks
@@ -44,9 +45,9 @@ class EngineSettings:
     #: Deadline for expectations that have results but no receipt.
     default_timeout_s: float = 1800.0
     #: Re-read this much before the watermark: inserts may become visible out of order.
-    ingest_overlap_s: float = 5.0
+    ingest_overlap_s: float = 2.0
     #: Minimum gap between two ticks, also when woken by failures.
-    min_gap_s: float = 0.25
+    min_gap_s: float = 0.5
     #: Most ingest (and deadline) time one tick covers; a backlog is worked off in such steps.
     max_window_s: float = 900.0
 

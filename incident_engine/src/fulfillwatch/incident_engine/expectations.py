@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 
 from .schema import INCIDENT_ID_SQL, INCIDENT_LOG_TABLE
@@ -96,6 +97,14 @@ _EVALUATE = f"""
     FROM ({_where(_AGGREGATE, "(stripe_event_id, effect) IN (SELECT stripe_event_id, effect FROM candidates)")}) AS agg
     LEFT JOIN ({_where(HEADS_SQL, f"incident_id IN (SELECT {INCIDENT_ID_SQL} FROM candidates)")}) AS heads
     ON heads.incident_id = agg.incident_id
+    -- Only rows that can lead to a transition reach Python: an expectation without incident
+    -- whose verdict is healthy or pending cannot (see plan()). This mirrors status.assess as
+    -- a superset filter; tests check the two agree. It keeps ticks cheap under heavy traffic.
+    WHERE has_head
+       OR (agg.has_result AND tupleElement(agg.last_result, 3) = 'failure')
+       OR (NOT agg.has_result
+           AND if(agg.has_receipt, agg.due_at, agg.first_at + toIntervalSecond({{default_timeout_s:UInt32}}))
+               <= {{now:DateTime64(6, 'UTC')}})
 """
 
 
@@ -166,6 +175,7 @@ def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, I
             "until": window.until,
             "due_since": window.due_since,
             "due_until": window.due_until,
+            "now": window.now,
             "default_timeout_s": int(window.default_timeout.total_seconds()),
         },
     )

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 
 from .schema import INCIDENT_LOG_TABLE

@@ -9,9 +9,10 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from fulfillwatch.collector_processor.receiver import DEFAULT_MAX_BODY_BYTES
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fulfillwatch.collector_processor.receiver import DEFAULT_MAX_BODY_BYTES
 
 #: Tokens that look like someone forgot to set one.
 _PLACEHOLDER_TOKENS = frozenset(
@@ -39,7 +40,7 @@ class ServerSettings(BaseSettings):
     retention_days: int = Field(400, ge=1, description="TTL of signals and incident log rows")
     engine_interval_s: float = Field(5.0, gt=0, description="Seconds between evaluations")
     default_timeout_s: float = Field(1800.0, gt=0, description="Deadline when a receipt names none")
-    ingest_overlap_s: float = Field(5.0, ge=0)
+    ingest_overlap_s: float = Field(2.0, ge=0, description="Re-read window for out-of-order commits")
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0)
     engine_heartbeat_stale_s: float = Field(60.0, gt=0, description="Heartbeat age reported as stale")
 

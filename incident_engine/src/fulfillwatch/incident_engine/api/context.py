@@ -8,6 +8,7 @@ from typing import Annotated
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 from fastapi import Depends, HTTPException, Request
+
 from fulfillwatch.collector_processor.counters import IngestCounters
 from fulfillwatch.collector_processor.store import Store, StoreUnavailable
 
