@@ -90,9 +90,11 @@ def _integer(value: object, key: str) -> int | None:
 def _seconds(value: object, key: str) -> float | None:
     if value is None or value == "" or isinstance(value, bool):
         return None
+    if not isinstance(value, (int, float, str)):
+        raise UnusableSpan(f"{key} must be a number of seconds, got {value!r}")
     try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        seconds = float(value)
+    except ValueError:
         raise UnusableSpan(f"{key} must be a number of seconds, got {value!r}") from None
     if not seconds > 0:
         raise UnusableSpan(f"{key} must be positive, got {value!r}")
@@ -201,16 +203,16 @@ def signal_from_span(fields: SpanFields, *, default_timeout_s: float, source: st
         fields.service[:_MAX_ID],
         outcome,
         due_at,
-        min(max(attempt, 0), 65535),  # type: ignore[call-overload]
+        min(max(attempt, 0), 65535),
         error_type,
         error_message,
         _text(get(v.FULFILLMENT_REPLAY_ID), _MAX_ID),
-        livemode,  # type: ignore[arg-type]
+        livemode,
         _text(get(v.STRIPE_ACCOUNT), _MAX_ID),
         _text(get(v.STRIPE_CUSTOMER), _MAX_ID),
-        amount,  # type: ignore[arg-type]
+        amount,
         _text(get(v.STRIPE_CURRENCY), 16),
-        max(created, 0),  # type: ignore[call-overload]
+        max(created, 0),
         fields.trace_id,
         fields.span_id,
         fields.link_trace_id,
