@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks._processes import in_process  # noqa: E402
+
 TARGET_RATE = 40_000
 TARGET_RATIO = 0.5
 
@@ -190,20 +192,9 @@ def main() -> None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
-def _in_process(context: Any, target: Any, *args: Any) -> Any:
-    """Run ``target(*args, queue)`` in a fresh process (each chDB path needs its own) and
-    return what it put on the queue."""
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    value = queue.get(timeout=3600)
-    process.join()
-    return value
-
-
 def measure_floor(args: argparse.Namespace, context: Any, workdir: Path) -> dict[str, Any]:
     total = args.senders * args.spans_per_sender
-    return dict(_in_process(context, floor, str(workdir / "floor"), total, args.batch))
+    return dict(in_process(context, floor, str(workdir / "floor"), total, args.batch))
 
 
 def run_mode(mode: str, args: argparse.Namespace, context: Any, workdir: Path) -> dict[str, Any]:
@@ -238,7 +229,7 @@ def run_mode(mode: str, args: argparse.Namespace, context: Any, workdir: Path) -
     sent = sum(r["sent"] for r in reports)
     failed = sum(r["failed"] for r in reports)
     wall = max(r["finished"] for r in reports) - min(r["started"] for r in reports)
-    stored = _in_process(context, count_stored, str(workdir / "serve"))
+    stored = in_process(context, count_stored, str(workdir / "serve"))
     rate = (sent - failed) / wall
     return {
         "spans_sent": sent,

@@ -7,6 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from fulfillwatch.collector_processor.migrations import apply_migrations
+from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS
+from fulfillwatch.collector_processor.store import Store, parse_dsn
+from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS
 from support.serve import ServeProcess
 
 
@@ -24,3 +28,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 def prefix() -> str:
     """A unique event-id prefix, so tests sharing a server never see each other's events."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one embedded ClickHouse directory of this test process (chDB allows one per process)."""
+    return str(tmp_path_factory.mktemp("chdb"))
+
+
+@pytest.fixture
+def store(chdb_dir: str) -> Iterator[Store]:
+    """A migrated store in a fresh database of the process's chDB directory."""
+    location = parse_dsn(f"chdb://{chdb_dir}?database=t_{uuid.uuid4().hex[:12]}")
+    opened = Store(location)
+    apply_migrations(opened.client("migrations"), SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS)
+    yield opened
+    opened.client("cleanup").command(f"DROP DATABASE IF EXISTS `{location.database}`")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
@@ -23,17 +23,23 @@ _logger = logging.getLogger("fulfillwatch.store")
 MIGRATIONS_TABLE = "fw_schema_migrations"
 
 
+#: A step of a migration: a SQL statement, or a function for work SQL alone cannot express
+#: (e.g. a backfill done partition by partition). Both must be safe to run again.
+Step = str | Callable[[Client], None]
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: an id unique across components, and the statements it runs."""
 
     id: str
-    statements: tuple[str, ...]
+    statements: tuple[Step, ...]
 
     @property
     def checksum(self) -> str:
         """Fingerprint of the statements, to detect a migration edited after release."""
-        return hashlib.sha256("\n;\n".join(self.statements).encode()).hexdigest()[:16]
+        text = "\n;\n".join(s if isinstance(s, str) else f"{s.__module__}.{s.__qualname__}" for s in self.statements)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,10 @@ def apply_migrations(client: Client, migrations: Sequence[Migration]) -> list[st
                 )
             continue
         for statement in migration.statements:
-            client.command(statement)
+            if isinstance(statement, str):
+                client.command(statement)
+            else:
+                statement(client)
         client.insert(
             MIGRATIONS_TABLE,
             [[migration.id, migration.checksum]],

@@ -2,9 +2,10 @@
 
 The DSN chooses the engine (DESIGN.md §1):
 
-* ``chdb:///abs/dir`` (or ``chdb://`` with a data directory) — ClickHouse embedded in this
-  process via chDB. A chDB directory is locked by one process, and one process may open one
-  path: every component must then run inside ``fulfillwatch serve``.
+* ``chdb:///abs/dir`` (or ``chdb://`` with a data directory; ``?database=name`` picks a
+  database other than ``default``) — ClickHouse embedded in this process via chDB. A chDB
+  directory is locked by one process, and one process may open one path: every component
+  must then run inside ``fulfillwatch serve``.
 * ``http[s]://user:password@host:8123/database`` — a ClickHouse server or cluster.
 
 The same SQL runs on both. Each component asks for its own client (``Store.client(purpose)``),
@@ -18,7 +19,7 @@ import os
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -55,7 +56,8 @@ class StoreLocation:
     def describe(self) -> str:
         """The location without credentials, for logs and health output."""
         if self.embedded:
-            return f"chdb://{self.chdb_path}"
+            suffix = f"?database={self.database}" if self.database != "default" else ""
+            return f"chdb://{self.chdb_path}{suffix}"
         parts = urlsplit(self.url)
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
@@ -71,7 +73,10 @@ def parse_dsn(dsn: str, data_dir: str | os.PathLike[str] | None = None) -> Store
         path = raw_path or (os.fspath(data_dir) if data_dir is not None else "")
         if not path:
             raise InvalidDsn("chdb:// needs a data directory: chdb:///path/to/dir or --data-dir")
-        return StoreLocation(kind="chdb", chdb_path=os.path.realpath(os.path.expanduser(path)))
+        database = parse_qs(parts.query).get("database", ["default"])[0]
+        if not database.isidentifier():
+            raise InvalidDsn(f"the database name {database!r} must be letters, digits and underscores")
+        return StoreLocation(kind="chdb", chdb_path=os.path.realpath(os.path.expanduser(path)), database=database)
     if parts.scheme in ("http", "https", "clickhouse", "clickhouses"):
         if not parts.hostname:
             raise InvalidDsn(f"the DSN {_redact(text)!r} has no host")
@@ -125,7 +130,11 @@ class Store:
         try:
             if self.location.embedded:
                 os.makedirs(self.location.chdb_path, exist_ok=True)
-                return clickhouse_connect.get_client(interface="chdb", path=self.location.chdb_path, tz_mode="aware")
+                client = clickhouse_connect.get_client(interface="chdb", path=self.location.chdb_path, tz_mode="aware")
+                if self.location.database != "default":
+                    client.command(f"CREATE DATABASE IF NOT EXISTS `{self.location.database}`")
+                    client.database = self.location.database
+                return client
             if self.location.database != "default":
                 _ensure_database(self.location)
             return clickhouse_connect.get_client(

@@ -13,6 +13,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from .incident_log import next_seq
 from .schema import ENGINE_STATE_TABLE
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -53,10 +54,12 @@ def _read(client: Client, key: str) -> dict[str, Any] | None:
 
 
 def _write(client: Client, key: str, value: dict[str, Any], at: datetime) -> None:
+    # The version, not the time written, decides which row FINAL keeps: a watermark moved back
+    # on purpose (a re-evaluation) must win over a later-stamped older one.
     client.insert(
         ENGINE_STATE_TABLE,
-        [[key, json.dumps(value), at]],
-        column_names=["key", "value", "updated_at"],
+        [[key, json.dumps(value), next_seq(), at]],
+        column_names=["key", "value", "version", "updated_at"],
     )
 
 

@@ -1,8 +1,9 @@
 """SQL that summarises expectations and reads incident heads, for the engine and the API.
 
-The aggregates are chosen so that duplicated signal rows (a replayed batch not yet merged away)
-cannot change them: ``min``, ``max``, ``argMax`` with a total order, ``count() > 0``; the list of
-new results is de-duplicated by signal id in Python.
+Summaries come from ``fw_expectations`` (see :mod:`.schema`), whose aggregates ignore
+duplicated signals; the list of results is de-duplicated by signal id in Python, keeping each
+signal's first ``ingested_at``. Which expectations one evaluation looks at comes from the
+``fw_arrivals`` and ``fw_deadlines`` ranges of the window.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-
-from .schema import INCIDENT_ID_SQL, INCIDENT_LOG_TABLE
+from .schema import (
+    ARRIVALS_TABLE,
+    DEADLINES_TABLE,
+    EPOCH_SQL,
+    EXPECTATIONS_TABLE,
+    INCIDENT_ID_SQL,
+    INCIDENT_LOG_TABLE,
+    NEVER_SQL,
+)
 from .status import Expectation, ResultInfo
 from .transitions import IncidentHead, State, TransitionType
 
-_RESULT_TUPLE = "tuple(signal_id, at, outcome, error_type, error_message, replay_id, attempt)"
-_DECISIVE = "outcome IN ('success', 'failure')"
 #: Transitions after which an incident is in a new state (``state_since``).
 _STATE_CHANGES = ", ".join(
     f"'{t.value}'"
@@ -45,19 +50,17 @@ _AGGREGATE = f"""
         {INCIDENT_ID_SQL} AS incident_id,
         stripe_event_id,
         effect,
-        anyIf(event_type, event_type != '') AS event_type,
-        if(countIf(signal = 'receipt' AND service != '') > 0,
-           anyIf(service, signal = 'receipt' AND service != ''), any(service)) AS service,
-        min(at) AS first_at,
-        countIf(signal = 'receipt') > 0 AS has_receipt,
-        minIf(at, signal = 'receipt') AS receipt_at,
-        minIf(due_at, signal = 'receipt') AS due_at,
-        countIf({_DECISIVE}) > 0 AS has_result,
-        argMaxIf({_RESULT_TUPLE}, tuple(at, signal_id), {_DECISIVE}) AS last_result,
-        countIf(outcome = 'skipped') > 0 AS has_skipped,
-        groupArrayIf(tuple(signal_id, at, outcome, error_type, error_message, replay_id, attempt, ingested_at),
-                     signal = 'result') AS results
-    FROM {SIGNALS_TABLE}
+        max(event_type) AS event_type,
+        if(max(receipt_service) != '', max(receipt_service), max(any_service)) AS service,
+        min(first_at) AS first_at,
+        min(receipt_at) AS receipt_at,
+        receipt_at < {NEVER_SQL} AS has_receipt,
+        min(due_at) AS due_at,
+        max(last_result) AS last_result,
+        tupleElement(last_result, 1) > {EPOCH_SQL} AS has_result,
+        max(has_skipped) AS has_skipped,
+        groupUniqArrayMerge(results) AS results
+    FROM {EXPECTATIONS_TABLE}
     WHERE __WHERE__
     GROUP BY stripe_event_id, effect
 """
@@ -78,18 +81,18 @@ HEADS_SQL = f"""
 
 _EVALUATE = f"""
     WITH candidates AS (
-        SELECT stripe_event_id, effect FROM {SIGNALS_TABLE}
+        SELECT stripe_event_id, effect FROM {ARRIVALS_TABLE}
         WHERE ingested_at > {{since:DateTime64(6, 'UTC')}} AND ingested_at <= {{until:DateTime64(6, 'UTC')}}
         UNION DISTINCT
-        SELECT stripe_event_id, effect FROM {SIGNALS_TABLE}
-        WHERE signal = 'receipt'
+        SELECT stripe_event_id, effect FROM {DEADLINES_TABLE}
+        WHERE kind = 'receipt'
           AND due_at > {{due_since:DateTime64(6, 'UTC')}} AND due_at <= {{due_until:DateTime64(6, 'UTC')}}
         UNION DISTINCT
         -- results without a receipt fall due default_timeout after they were seen
-        SELECT stripe_event_id, effect FROM {SIGNALS_TABLE}
-        WHERE signal = 'result' AND outcome = 'skipped'
-          AND at > {{due_since:DateTime64(6, 'UTC')}} - toIntervalSecond({{default_timeout_s:UInt32}})
-          AND at <= {{due_until:DateTime64(6, 'UTC')}} - toIntervalSecond({{default_timeout_s:UInt32}})
+        SELECT stripe_event_id, effect FROM {DEADLINES_TABLE}
+        WHERE kind = 'skipped'
+          AND due_at > {{due_since:DateTime64(6, 'UTC')}} - toIntervalSecond({{default_timeout_s:UInt32}})
+          AND due_at <= {{due_until:DateTime64(6, 'UTC')}} - toIntervalSecond({{default_timeout_s:UInt32}})
     )
     SELECT agg.*, heads.incident_id != '' AS has_head, heads.state AS head_state,
            heads.kind AS head_kind, heads.state_since AS head_state_since, heads.opened_at AS head_opened_at,
@@ -121,9 +124,9 @@ class Window:
     default_timeout: timedelta
 
 
-def _result(values: tuple[Any, ...], first_ingested_at: datetime | None = None) -> ResultInfo:
-    signal_id, at, outcome, error_type, error_message, replay_id, attempt = values[:7]
-    return ResultInfo(signal_id, at, outcome, error_type, error_message, replay_id, int(attempt), first_ingested_at)
+def _last_result(values: tuple[Any, ...]) -> ResultInfo:
+    at, signal_id, outcome, error_type, error_message, replay_id, attempt = values
+    return ResultInfo(signal_id, at, outcome, error_type, error_message, replay_id, int(attempt))
 
 
 def _new_results(rows: list[tuple[Any, ...]], since: datetime) -> tuple[ResultInfo, ...]:
@@ -134,7 +137,11 @@ def _new_results(rows: list[tuple[Any, ...]], since: datetime) -> tuple[ResultIn
         known = first.get(values[0])
         if known is None or values[7] < known[7]:
             first[values[0]] = values
-    return tuple(_result(values, values[7]) for values in first.values() if values[7] > since)
+    return tuple(
+        ResultInfo(row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]), row[7])
+        for row in first.values()
+        if row[7] > since
+    )
 
 
 def _expectation(row: dict[str, Any], new_since: datetime) -> Expectation:
@@ -147,7 +154,7 @@ def _expectation(row: dict[str, Any], new_since: datetime) -> Expectation:
         first_at=row["first_at"],
         receipt_at=row["receipt_at"] if row["has_receipt"] else None,
         due_at=row["due_at"] if row["has_receipt"] else None,
-        last_result=_result(row["last_result"]) if row["has_result"] else None,
+        last_result=_last_result(row["last_result"]) if row["has_result"] else None,
         has_skipped=bool(row["has_skipped"]),
         new_results=_new_results(row["results"], new_since),
     )
@@ -167,7 +174,7 @@ def head_from_row(row: dict[str, Any], prefix: str = "") -> IncidentHead:
 
 
 def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, IncidentHead | None]]:
-    """Every expectation touched by the window, with its incident head if it has one."""
+    """Every expectation the window touches that may need a transition, with its incident head."""
     result = client.query(
         _EVALUATE,
         parameters={
@@ -198,12 +205,13 @@ def expectations_of_event(client: Client, stripe_event_id: str, new_since: datet
 def next_data(client: Client, ingested_after: datetime, due_after: datetime) -> tuple[datetime | None, datetime | None]:
     """The first ingest time and the first receipt deadline after the given instants (``None``
     when there is none), so that an engine far behind skips empty stretches in one step."""
-    row = client.query(
-        f"""SELECT minIf(ingested_at, ingested_at > {{i:DateTime64(6, 'UTC')}}),
-                   countIf(ingested_at > {{i:DateTime64(6, 'UTC')}}),
-                   minIf(due_at, signal = 'receipt' AND due_at > {{d:DateTime64(6, 'UTC')}}),
-                   countIf(signal = 'receipt' AND due_at > {{d:DateTime64(6, 'UTC')}})
-            FROM {SIGNALS_TABLE}""",
-        parameters={"i": ingested_after, "d": due_after},
+    ingest = client.query(
+        f"SELECT min(ingested_at), count() FROM {ARRIVALS_TABLE} WHERE ingested_at > {{i:DateTime64(6, 'UTC')}}",
+        parameters={"i": ingested_after},
     ).result_rows[0]
-    return (row[0] if row[1] else None), (row[2] if row[3] else None)
+    due = client.query(
+        f"SELECT min(due_at), count() FROM {DEADLINES_TABLE} "
+        f"WHERE kind = 'receipt' AND due_at > {{d:DateTime64(6, 'UTC')}}",
+        parameters={"d": due_after},
+    ).result_rows[0]
+    return (ingest[0] if ingest[1] else None), (due[0] if due[1] else None)

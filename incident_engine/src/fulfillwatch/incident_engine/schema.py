@@ -1,22 +1,107 @@
-"""Tables of the incident engine: the append-only incident log and the engine's own state.
+"""Tables of the incident engine.
 
-``fw_incident_log`` is the single source of truth about incidents (DESIGN.md §7): one row per
-transition, never updated or deleted (retention is the operator's TTL). Current state is derived
-with ``argMax(state, seq)``. Every row has a deterministic ``transition_id``, and the table is a
-``ReplacingMergeTree`` on ``(incident_id, transition_id)``, so a retried tick or an accidental
-second engine writing the same transition cannot create a duplicate that reads can see
-(reads use ``FINAL``).
+* ``fw_incident_log`` — the append-only incident log, the single source of truth about
+  incidents (DESIGN.md §7): one row per transition, never updated or deleted (retention is the
+  operator's TTL). Current state is derived with ``argMax(state, seq)``. Rows have a
+  deterministic ``transition_id`` and the table is a ``ReplacingMergeTree`` on
+  ``(incident_id, transition_id)``: a retried tick or an accidental second engine cannot
+  create a duplicate that reads (``FINAL``) can see.
+* ``fw_engine_state`` — watermarks and heartbeat.
+* Three tables fed by materialized views on ``fw_signals``, so that one evaluation costs what
+  the window holds, not what the history holds:
+
+  - ``fw_arrivals`` (ordered by ``ingested_at``) and ``fw_deadlines`` (ordered by deadline):
+    which expectations a window touches, by a primary-key range read;
+  - ``fw_expectations`` (``AggregatingMergeTree``, one row per expectation after merges): the
+    summary of an expectation's signals, read by key. Every aggregate in it is insensitive
+    to duplicates (min, max, uniq), so replayed signals change nothing.
+
+The point lookups use a small index granularity: a key read touches 256 rows, not 8192.
 """
 
 from __future__ import annotations
 
+import logging
+
+from clickhouse_connect.driver.client import Client
+
 from fulfillwatch.collector_processor.migrations import Migration, RetentionRule
+from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
+
+_logger = logging.getLogger("fulfillwatch.store")
 
 INCIDENT_LOG_TABLE = "fw_incident_log"
 ENGINE_STATE_TABLE = "fw_engine_state"
+ARRIVALS_TABLE = "fw_arrivals"
+DEADLINES_TABLE = "fw_deadlines"
+EXPECTATIONS_TABLE = "fw_expectations"
 
 #: The incident id of an expectation, computed in SQL only: every component reads it from rows.
 INCIDENT_ID_SQL = "concat('inc_', substring(lower(hex(SHA256(concat(stripe_event_id, '\\x1f', effect)))), 1, 24))"
+
+#: Stand-ins that min/max aggregates skip: "no receipt" and "no decisive result".
+NEVER_SQL = "toDateTime64('2299-12-31 00:00:00', 6, 'UTC')"
+EPOCH_SQL = "toDateTime64(0, 6, 'UTC')"
+_RESULT = "Tuple(DateTime64(6, 'UTC'), String, String, String, String, String, UInt16)"
+_RESULT_ROW = "Tuple(String, DateTime64(6, 'UTC'), String, String, String, String, UInt16, DateTime64(6, 'UTC'))"
+
+#: One expectation-summary row per (event, effect) in a block of signals.
+_EXPECTATION_ROWS = f"""
+    SELECT
+        stripe_event_id,
+        effect,
+        max(event_type) AS event_type,
+        maxIf(service, signal = 'receipt') AS receipt_service,
+        max(service) AS any_service,
+        min(at) AS first_at,
+        min(if(signal = 'receipt', at, {NEVER_SQL})) AS receipt_at,
+        min(if(signal = 'receipt', due_at, {NEVER_SQL})) AS due_at,
+        max(if(outcome IN ('success', 'failure'),
+               tuple(at, signal_id, outcome, error_type, error_message, replay_id, attempt),
+               tuple({EPOCH_SQL}, '', '', '', '', '', toUInt16(0)))) AS last_result,
+        max(outcome = 'skipped') AS has_skipped,
+        groupUniqArrayStateIf(
+            tuple(signal_id, at, outcome, error_type, error_message, replay_id, attempt, ingested_at),
+            signal = 'result') AS results,
+        max(ingested_at) AS last_ingested_at
+    FROM {SIGNALS_TABLE}
+    __WHERE__
+    GROUP BY stripe_event_id, effect
+"""
+
+
+def _backfill_derived_tables(client: Client) -> None:
+    """Fill the view-fed tables from signals stored before the views existed, one partition
+    at a time (bounded memory). Safe to repeat: every aggregate ignores duplicates and the
+    arrival/deadline rows are only ever read as sets of keys."""
+    partitions = client.query(
+        "SELECT DISTINCT partition_id FROM system.parts WHERE database = currentDatabase() "
+        "AND table = {t:String} AND active ORDER BY partition_id",
+        parameters={"t": SIGNALS_TABLE},
+    ).result_rows
+    for (partition,) in partitions:
+        where = "WHERE _partition_id = {p:String}"
+        params = {"p": partition}
+        client.command(
+            f"INSERT INTO {EXPECTATIONS_TABLE} {_EXPECTATION_ROWS.replace('__WHERE__', where)}", parameters=params
+        )
+        client.command(
+            f"INSERT INTO {ARRIVALS_TABLE} {_ARRIVAL_ROWS} AND _partition_id = {{p:String}}", parameters=params
+        )
+        client.command(
+            f"INSERT INTO {DEADLINES_TABLE} {_DEADLINE_ROWS} AND _partition_id = {{p:String}}", parameters=params
+        )
+    if partitions:
+        _logger.info("backfilled expectation tables from %d partitions of %s", len(partitions), SIGNALS_TABLE)
+
+
+_ARRIVAL_ROWS = f"SELECT ingested_at, stripe_event_id, effect FROM {SIGNALS_TABLE} WHERE 1"
+# Receipts fall due at due_at; skipped results without receipt default_timeout after they were
+# seen (the engine adds the timeout at query time: it is a setting, not data).
+_DEADLINE_ROWS = f"""
+    SELECT if(signal = 'receipt', 'receipt', 'skipped') AS kind,
+           if(signal = 'receipt', due_at, at) AS due_at, stripe_event_id, effect
+    FROM {SIGNALS_TABLE} WHERE (signal = 'receipt' OR outcome = 'skipped')"""
 
 ENGINE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -44,6 +129,7 @@ ENGINE_MIGRATIONS: tuple[Migration, ...] = (
             ENGINE = ReplacingMergeTree
             ORDER BY (incident_id, transition_id)
             TTL toDateTime(at) + toIntervalDay(400)
+            SETTINGS index_granularity = 256
             """,
         ),
     ),
@@ -54,13 +140,73 @@ ENGINE_MIGRATIONS: tuple[Migration, ...] = (
             CREATE TABLE IF NOT EXISTS {ENGINE_STATE_TABLE} (
                 key String,
                 value String,
+                version UInt64,
                 updated_at DateTime64(6, 'UTC')
             )
-            ENGINE = ReplacingMergeTree(updated_at)
+            ENGINE = ReplacingMergeTree(version)
             ORDER BY key
             """,
         ),
     ),
+    Migration(
+        "engine/0003_expectation_tables",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {ARRIVALS_TABLE} (
+                ingested_at DateTime64(6, 'UTC'),
+                stripe_event_id String,
+                effect LowCardinality(String)
+            )
+            ENGINE = MergeTree
+            PARTITION BY toYYYYMMDD(ingested_at)
+            ORDER BY ingested_at
+            TTL toDateTime(ingested_at) + toIntervalDay(400)
+            SETTINGS ttl_only_drop_parts = 1
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS {DEADLINES_TABLE} (
+                kind LowCardinality(String),
+                due_at DateTime64(6, 'UTC'),
+                stripe_event_id String,
+                effect LowCardinality(String)
+            )
+            ENGINE = MergeTree
+            PARTITION BY toYYYYMM(due_at)
+            ORDER BY (kind, due_at)
+            TTL toDateTime(due_at) + toIntervalDay(400)
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS {EXPECTATIONS_TABLE} (
+                stripe_event_id String,
+                effect LowCardinality(String),
+                event_type SimpleAggregateFunction(max, LowCardinality(String)),
+                receipt_service SimpleAggregateFunction(max, LowCardinality(String)),
+                any_service SimpleAggregateFunction(max, LowCardinality(String)),
+                first_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
+                receipt_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
+                due_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
+                last_result SimpleAggregateFunction(max, {_RESULT}),
+                has_skipped SimpleAggregateFunction(max, UInt8),
+                results AggregateFunction(groupUniqArray, {_RESULT_ROW}),
+                last_ingested_at SimpleAggregateFunction(max, DateTime64(6, 'UTC'))
+            )
+            ENGINE = AggregatingMergeTree
+            ORDER BY (stripe_event_id, effect)
+            TTL toDateTime(last_ingested_at) + toIntervalDay(400)
+            SETTINGS index_granularity = 256
+            """,
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_arrivals_mv TO {ARRIVALS_TABLE} AS {_ARRIVAL_ROWS}",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_deadlines_mv TO {DEADLINES_TABLE} AS {_DEADLINE_ROWS}",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_expectations_mv TO {EXPECTATIONS_TABLE} AS "
+            + _EXPECTATION_ROWS.replace("__WHERE__", ""),
+            _backfill_derived_tables,
+        ),
+    ),
 )
 
-ENGINE_RETENTION = (RetentionRule(INCIDENT_LOG_TABLE, "at"),)
+ENGINE_RETENTION = (
+    RetentionRule(INCIDENT_LOG_TABLE, "at"),
+    RetentionRule(ARRIVALS_TABLE, "ingested_at"),
+    RetentionRule(DEADLINES_TABLE, "due_at"),
+    RetentionRule(EXPECTATIONS_TABLE, "last_ingested_at"),
+)

@@ -1,0 +1,260 @@
+"""Detection cost: one engine evaluation over a store of 10 M (and 50 M) expectations.
+
+The store is filled inside chDB (``INSERT … SELECT … FROM numbers()``) with the same events per
+day for both sizes (10 M over 7 days, 50 M over 35 days), ending now. Per event: a receipt
+(deadline 30 min) and — 98 % — a success result; 0.5 % a failure only; 0.5 % a failure then a
+successful retry; 1 % no result at all. Failing and missing expectations older than the
+measured window already have an incident in the log (as if the engine had been running).
+
+An evaluation is one ``Engine.tick()`` after the watermarks were set ``window`` seconds back:
+5 s is the steady state (the default interval), 15 min the largest step the engine takes when
+working off a backlog. Each is measured on both stores; the target is the steady-state tick
+≤ 0.25 s at 10 M, and 50 M / 10 M ≤ 1.5 for the same window (cost follows the window, not the
+history). Then ``fulfillwatch serve`` runs on the 10 M store for a while (engine ticking, API
+queried) and its peak RSS is read from /proc: target < 1.5 GiB.
+
+    python benchmarks/bench_detection.py [--sizes 10000000,50000000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from benchmarks._processes import in_process  # noqa: E402
+
+EVENTS_PER_DAY = 10_000_000 / 7
+WINDOWS_S = (5, 60, 900)
+TARGET_TICK_S = 0.25
+TARGET_SCALING = 1.5
+TARGET_RSS_MIB = 1536
+CHUNK = 2_500_000
+
+_SIGNAL_ROWS = """
+INSERT INTO fw_signals (signal_id, signal, stripe_event_id, at, effect, event_type, service, outcome, due_at,
+                        attempt, error_type, error_message, event_created, trace_id, span_id, source, ingested_at)
+SELECT
+    concat('g', toString(n), '-', toString(k)) AS signal_id,
+    if(k = 1, 'receipt', 'result') AS signal,
+    concat('evt_g', leftPad(toString(n), 10, '0')) AS stripe_event_id,
+    fromUnixTimestamp64Micro(toInt64(t + (k - 1) * 1500000 + (k = 3) * 60000000), 'UTC') AS at,
+    '' AS effect,
+    'invoice.paid' AS event_type,
+    'bench-shop' AS service,
+    kinds[k] AS outcome,
+    if(k = 1, fromUnixTimestamp64Micro(toInt64(t + 1800000000), 'UTC'), toDateTime64(0, 6, 'UTC')) AS due_at,
+    toUInt16(k - 1) AS attempt,
+    if(kinds[k] = 'failure', 'TenantNotFound', '') AS error_type,
+    if(kinds[k] = 'failure', 'no tenant row', '') AS error_message,
+    toUInt32(intDiv(t, 1000000)) AS event_created,
+    lower(hex(cityHash64(n, 7))) AS trace_id,
+    lower(hex(cityHash64(n, k))) AS span_id,
+    'otlp' AS source,
+    fromUnixTimestamp64Micro(toInt64(t + (k - 1) * 1500000 + (k = 3) * 60000000 + 1000000), 'UTC') AS ingested_at
+FROM (
+    SELECT number AS n,
+           {end_us:Int64} - toInt64(cityHash64(number) % {span_us:UInt64}) AS t,
+           multiIf(b < 980, ['', 'success'], b < 985, ['', 'failure'], b < 990, ['', 'failure', 'success'], [''])
+               AS kinds
+    FROM (SELECT number, cityHash64(number, 1) % 1000 AS b FROM numbers({start:UInt64}, {count:UInt64}))
+)
+ARRAY JOIN arrayEnumerate(kinds) AS k
+"""
+
+_OLD_INCIDENTS = """
+INSERT INTO fw_incident_log (incident_id, transition_id, seq, at, transition, state, kind, actor, reason, cause,
+                             stripe_event_id, effect, event_type, service, replay_id, details)
+SELECT __INCIDENT_ID__ AS incident_id, concat('bench-', stripe_event_id),
+       toUInt64(toUnixTimestamp64Micro(opened) * 1000), opened, 'opened', 'open', kind, 'system',
+       'benchmark history', 'bench', stripe_event_id, effect, 'invoice.paid', 'bench-shop', '', '{}'
+FROM (
+    SELECT stripe_event_id, effect,
+           if(countIf(outcome = 'failure') > 0, 'result_failed', 'result_missing') AS kind,
+           minIf(due_at, signal = 'receipt') AS opened
+    FROM fw_signals
+    WHERE at < {before:DateTime64(6, 'UTC')}
+    GROUP BY stripe_event_id, effect
+    HAVING countIf(outcome = 'success') = 0
+)
+"""
+
+
+def generate(data_dir: str, expectations: int, results: Any) -> None:
+    """Fill a fresh store; report the time it took and the rows."""
+    from fulfillwatch.collector_processor.migrations import apply_migrations
+    from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS
+    from fulfillwatch.collector_processor.store import Store, parse_dsn
+    from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS, INCIDENT_ID_SQL
+
+    client = Store(parse_dsn(f"chdb://{data_dir}")).client("generate")
+    apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS)
+    now = client.query("SELECT now64(6, 'UTC')").result_rows[0][0]
+    end_us = int(now.timestamp() * 1e6) - 10_000_000  # the newest receipt: 10 s ago
+    span_us = int(expectations / EVENTS_PER_DAY * 86400 * 1e6)
+    started = time.perf_counter()
+    for start in range(0, expectations, CHUNK):
+        client.command(
+            _SIGNAL_ROWS,
+            parameters={
+                "end_us": end_us,
+                "span_us": span_us,
+                "start": start,
+                "count": min(CHUNK, expectations - start),
+            },
+        )
+    generated = time.perf_counter() - started
+    history_end = now - timedelta(seconds=max(WINDOWS_S) + 1800 + 60)
+    client.command(_OLD_INCIDENTS.replace("__INCIDENT_ID__", INCIDENT_ID_SQL), parameters={"before": history_end})
+    client.command("OPTIMIZE TABLE fw_incident_log FINAL")
+    row = client.query(
+        "SELECT (SELECT count() FROM fw_signals), (SELECT uniqExact(incident_id) FROM fw_incident_log), "
+        "(SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND table = 'fw_signals')"
+    ).result_rows[0]
+    results.put(
+        {
+            "expectations": expectations,
+            "days": round(expectations / EVENTS_PER_DAY, 1),
+            "signal_rows": int(row[0]),
+            "incidents_in_history": int(row[1]),
+            "signals_on_disk_mib": round(int(row[2]) / 2**20),
+            "generate_s": round(generated, 1),
+        }
+    )
+
+
+def measure_ticks(data_dir: str, rounds: int, results: Any) -> None:
+    """Median ``Engine.tick()`` time per window (watermarks reset before every run)."""
+    from fulfillwatch.collector_processor.store import Store, parse_dsn
+    from fulfillwatch.incident_engine.engine import Engine, EngineSettings
+    from fulfillwatch.incident_engine.engine_state import Watermarks, save_watermarks
+
+    store = Store(parse_dsn(f"chdb://{data_dir}"))
+    client = store.client("bench")
+    # Measure a settled store, not one still merging the parts the load just wrote.
+    settle_deadline = time.monotonic() + 1800
+    while client.query("SELECT count() FROM system.merges").result_rows[0][0] and time.monotonic() < settle_deadline:
+        time.sleep(1)
+    engine = Engine(store, EngineSettings())
+    report: dict[str, Any] = {
+        "parts": dict(
+            client.query(
+                "SELECT table, count() FROM system.parts WHERE active AND database = currentDatabase() GROUP BY table"
+            ).result_rows
+        )
+    }
+    for window in WINDOWS_S:
+        runs, first = [], None
+        for attempt in range(rounds + 1):
+            now = client.query("SELECT now64(6, 'UTC')").result_rows[0][0]
+            save_watermarks(client, Watermarks(now - timedelta(seconds=window), now - timedelta(seconds=window)))
+            tick = engine.tick()
+            if attempt == 0:
+                first = tick  # the first run also writes the window's transitions
+            else:
+                runs.append(tick.duration_s)
+        assert first is not None
+        report[f"{window}s"] = {
+            "tick_s_median": round(statistics.median(runs), 4),
+            "tick_s_first": round(first.duration_s, 4),
+            "expectations_needing_attention": first.expectations,
+            "transitions_first_run": first.transitions,
+        }
+    results.put(report)
+
+
+def serve_memory(data_dir: str, seconds: float) -> dict[str, Any]:
+    """Run ``fulfillwatch serve`` on the store for a while; its peak RSS and last tick."""
+    from support.serve import ServeProcess
+
+    log = Path(data_dir).parent / "serve.log"
+    server = ServeProcess(data_dir=Path(data_dir), log_path=log, engine_interval=5.0)
+    server.extra_args = ("--log-level", "warning")
+    server.start(wait=False)
+    server.wait_ready(timeout=600)
+    deadline = time.monotonic() + seconds
+    pages = 0
+    with server.client() as client:
+        while time.monotonic() < deadline:
+            client.get("/api/incidents", params={"limit": 50, "state": "open"}).raise_for_status()
+            pages += 1
+    health = httpx.get(f"{server.api_url}/healthz").json()
+    rss = _peak_rss_mib(server.process.pid)  # type: ignore[union-attr]
+    assert server.stop() == 0, server.log()
+    return {"seconds": seconds, "incident_pages_served": pages, "peak_rss_mib": round(rss), "engine": health["engine"]}
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10000000,50000000", help="expectations per store, comma-separated")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--serve-seconds", type=float, default=60)
+    parser.add_argument("--keep", type=Path, help="keep the stores in this directory")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    context = multiprocessing.get_context("spawn")
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="fw-bench-detect-"))
+    sizes = [int(size) for size in args.sizes.split(",")]
+    result: dict[str, Any] = {"cpu_count": os.cpu_count(), "events_per_day": round(EVENTS_PER_DAY), "stores": {}}
+    try:
+        for size in sizes:
+            data_dir = workdir / f"store-{size}" / "data"
+            if not data_dir.exists():
+                data_dir.parent.mkdir(parents=True, exist_ok=True)
+                store = in_process(context, generate, str(data_dir), size)
+            else:
+                store = {"expectations": size, "reused": True}
+            store["ticks"] = in_process(context, measure_ticks, str(data_dir), args.rounds)
+            result["stores"][str(size)] = store
+            print(json.dumps({str(size): store}, indent=2), flush=True)
+        smallest, largest = str(min(sizes)), str(max(sizes))
+        steady = result["stores"][smallest]["ticks"]["5s"]["tick_s_median"]
+        result["steady_tick_s"] = steady
+        if smallest != largest:
+            result["scaling_50m_vs_10m"] = {
+                window: round(
+                    result["stores"][largest]["ticks"][window]["tick_s_median"]
+                    / result["stores"][smallest]["ticks"][window]["tick_s_median"],
+                    3,
+                )
+                for window in (f"{w}s" for w in WINDOWS_S)
+            }
+        result["serve_on_smallest"] = serve_memory(str(workdir / f"store-{min(sizes)}" / "data"), args.serve_seconds)
+        result["targets"] = {"tick_s": TARGET_TICK_S, "scaling": TARGET_SCALING, "serve_rss_mib": TARGET_RSS_MIB}
+        result["pass"] = bool(
+            steady <= TARGET_TICK_S
+            and all(ratio <= TARGET_SCALING for ratio in result.get("scaling_50m_vs_10m", {}).values())
+            and result["serve_on_smallest"]["peak_rss_mib"] < TARGET_RSS_MIB
+        )
+    finally:
+        if args.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run every benchmark once; JSON results go to benchmarks/results/ (summarised in docs/BENCHMARKS.md).
+#   bash benchmarks/run_all.sh            (about 25 minutes on 2 cores; the 50 M store needs ~6 GiB of disk)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-.venv/bin/python}
+mkdir -p benchmarks/results
+"$python" benchmarks/bench_instrumentation.py --json benchmarks/results/instrumentation.json
+"$python" benchmarks/bench_ingest.py --json benchmarks/results/ingest.json
+"$python" benchmarks/bench_detection.py --json benchmarks/results/detection.json

@@ -1,0 +1,127 @@
+"""The engine against the real ClickHouse engine (chDB, in this process)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+from fulfillwatch.collector_processor.migrations import apply_migrations
+from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS, Signal, insert_signals, micros
+from fulfillwatch.collector_processor.store import Store, parse_dsn
+from fulfillwatch.incident_engine.engine import Engine, EngineSettings
+from fulfillwatch.incident_engine.engine_state import Watermarks, load_watermarks, save_watermarks
+from fulfillwatch.incident_engine.expectations import Window, evaluate_window, expectations_of_event
+from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS
+from fulfillwatch.incident_engine.status import Health, assess
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+TIMEOUT = timedelta(minutes=30)
+
+
+def _now(store: Store) -> datetime:
+    now: datetime = store.client("test").query("SELECT now64(6, 'UTC')").result_rows[0][0]
+    return now
+
+
+def _receipt(event_id: str, at: datetime, due: datetime) -> Signal:
+    return Signal(f"r-{event_id}", "receipt", event_id, micros(at), event_type="invoice.paid", due_at=micros(due))
+
+
+def _result(event_id: str, at: datetime, outcome: str, n: int = 0, replay_id: str = "") -> Signal:
+    failed = outcome == "failure"
+    return Signal(
+        f"x-{event_id}-{n}",
+        "result",
+        event_id,
+        micros(at),
+        event_type="invoice.paid",
+        outcome=outcome,
+        error_type="TenantNotFound" if failed else "",
+        error_message="no tenant" if failed else "",
+        replay_id=replay_id,
+    )
+
+
+def test_the_sql_prefilter_never_hides_an_expectation_that_needs_an_incident(store: Store) -> None:
+    rng = random.Random(7)
+    now = _now(store)
+    signals: list[Signal] = []
+    for n in range(400):
+        event_id = f"evt_mix{n}"
+        start = now - timedelta(minutes=rng.uniform(0, 120))
+        if rng.random() < 0.8:
+            signals.append(_receipt(event_id, start, start + timedelta(minutes=rng.choice([1, 30, 90]))))
+        for k in range(rng.choice([0, 0, 1, 2, 3])):
+            outcome = rng.choice(["success", "failure", "skipped"])
+            signals.append(_result(event_id, start + timedelta(seconds=10 * (k + 1)), outcome, k))
+    insert_signals(store.client("test"), signals)
+    insert_signals(store.client("test"), signals[::3])  # some replayed rows, not merged yet
+
+    client = store.client("test")
+    now = _now(store)  # after the inserts: the window must include their ingest times
+    window = Window(since=EPOCH, until=now, due_since=EPOCH, due_until=now, now=now, default_timeout=TIMEOUT)
+    returned = {expectation.incident_id for expectation, _ in evaluate_window(client, window)}
+    every = [e for n in range(400) for e in expectations_of_event(client, f"evt_mix{n}", EPOCH)]
+    failing = {e.incident_id for e in every if assess(e, now, TIMEOUT).health is Health.FAILING}
+    assert len(every) == len({s.stripe_event_id for s in signals})
+    assert 50 < len(failing) < 400  # the mix has plenty of both
+    assert returned == failing  # no incidents yet: exactly the failing ones reach Python
+
+
+def test_a_failure_opens_once_and_a_success_resolves(store: Store) -> None:
+    engine = Engine(store, EngineSettings())
+    now = _now(store)
+    client = store.client("test")
+    insert_signals(client, [_receipt("evt_a", now, now + TIMEOUT), _result("evt_a", now, "failure")])
+    assert engine.tick().transitions == 1
+    assert engine.tick().transitions == 0
+    insert_signals(client, [_result("evt_a", now + timedelta(seconds=1), "success", 1, replay_id="rpl_1")])
+    assert engine.tick().transitions == 1
+    rows = client.query("SELECT transition, state, reason FROM fw_incident_log FINAL ORDER BY seq").result_rows
+    assert rows == [
+        ("opened", "open", "TenantNotFound: no tenant"),
+        ("resolved", "resolved", "reprocess succeeded (replay rpl_1)"),
+    ]
+
+
+def test_a_backlog_is_worked_off_in_bounded_steps(store: Store) -> None:
+    client = store.client("test")
+    now = _now(store)
+    columns = ["signal_id", "signal", "stripe_event_id", "at", "event_type", "outcome", "error_type", "ingested_at"]
+    rows = []
+    for hour in range(3):  # failures stored 3, 2 and 1 hours ago (the engine was down)
+        moment = now - timedelta(hours=3 - hour)
+        rows.append([f"f{hour}", "result", f"evt_old{hour}", moment, "invoice.paid", "failure", "Boom", moment])
+    client.insert("fw_signals", rows, column_names=columns)
+    save_watermarks(client, Watermarks(now - timedelta(hours=4), now - timedelta(hours=4)))
+    engine = Engine(store, EngineSettings(max_window_s=900))
+    reports = [engine.tick()]
+    while not reports[-1].caught_up:
+        reports.append(engine.tick())
+        assert len(reports) < 20
+    assert sum(report.transitions for report in reports) == 3
+    assert 3 <= len(reports) <= 6  # empty stretches skipped, no step longer than 15 min
+    marks = load_watermarks(client)
+    assert marks.ingested >= now
+
+
+def test_watermarks_can_be_moved_back(store: Store) -> None:
+    client = store.client("test")
+    now = _now(store)
+    save_watermarks(client, Watermarks(now, now))
+    save_watermarks(client, Watermarks(now - timedelta(hours=1), now - timedelta(hours=1)))
+    assert load_watermarks(client).ingested == now - timedelta(hours=1)
+
+
+def test_the_migration_backfills_signals_stored_before_it(chdb_dir: str) -> None:
+    location = parse_dsn(f"chdb://{chdb_dir}?database=t_backfill")
+    early = Store(location)
+    client = early.client("test")
+    apply_migrations(client, SIGNAL_MIGRATIONS)  # a collector that ran before the engine
+    now = _now(early)
+    insert_signals(client, [_receipt("evt_b", now, now + TIMEOUT), _result("evt_b", now, "failure")])
+    assert apply_migrations(client, ENGINE_MIGRATIONS)[-1] == "engine/0003_expectation_tables"
+    [expectation] = expectations_of_event(client, "evt_b", EPOCH)
+    assert expectation.last_result is not None and expectation.last_result.outcome == "failure"
+    assert Engine(early, EngineSettings()).tick().transitions == 1
+    client.command("DROP DATABASE t_backfill")
