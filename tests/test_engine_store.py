@@ -61,7 +61,7 @@ def test_the_sql_prefilter_never_hides_an_expectation_that_needs_an_incident(sto
     now = _now(store)  # after the inserts: the window must include their ingest times
     window = Window(since=EPOCH, until=now, due_since=EPOCH, due_until=now, now=now, default_timeout=TIMEOUT)
     returned = {expectation.incident_id for expectation, _ in evaluate_window(client, window)}
-    every = [e for n in range(400) for e in expectations_of_event(client, f"evt_mix{n}", EPOCH)]
+    every = [e for n in range(400) for e in expectations_of_event(client, f"evt_mix{n}")]
     failing = {e.incident_id for e in every if assess(e, now, TIMEOUT).health is Health.FAILING}
     assert len(every) == len({s.stripe_event_id for s in signals})
     assert 50 < len(failing) < 400  # the mix has plenty of both
@@ -121,7 +121,7 @@ def test_the_migration_backfills_signals_stored_before_it(chdb_dir: str) -> None
     now = _now(early)
     insert_signals(client, [_receipt("evt_b", now, now + TIMEOUT), _result("evt_b", now, "failure")])
     assert apply_migrations(client, ENGINE_MIGRATIONS)[-1] == "engine/0003_expectation_tables"
-    [expectation] = expectations_of_event(client, "evt_b", EPOCH)
+    [expectation] = expectations_of_event(client, "evt_b")
     assert expectation.last_result is not None and expectation.last_result.outcome == "failure"
     assert Engine(early, EngineSettings()).tick().transitions == 1
     client.command("DROP DATABASE t_backfill")

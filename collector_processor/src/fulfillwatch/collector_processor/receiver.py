@@ -79,7 +79,8 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
     elif encoding == "deflate":
         # HTTP "deflate" is zlib-wrapped; some senders send raw deflate. Auto-detect the header.
-        raw = not body[:1] or (body[0] & 0x0F) != 8
+        zlib_header = len(body) >= 2 and (body[0] & 0x0F) == 8 and (body[0] << 8 | body[1]) % 31 == 0
+        raw = not zlib_header
         decompressor = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
     else:
         raise _Rejected(

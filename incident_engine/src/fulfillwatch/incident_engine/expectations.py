@@ -1,18 +1,21 @@
 """SQL that summarises expectations and reads incident heads, for the engine and the API.
 
 Summaries come from ``fw_expectations`` (see :mod:`.schema`), whose aggregates ignore
-duplicated signals; the list of results is de-duplicated by signal id in Python, keeping each
-signal's first ``ingested_at``. Which expectations one evaluation looks at comes from the
-``fw_arrivals`` and ``fw_deadlines`` ranges of the window.
+duplicated signals. For expectations that already have an incident, their results are read
+from ``fw_signals`` and de-duplicated by signal id in Python, keeping each signal's first
+``ingested_at`` (that is what tells a new result from a replayed one). Which expectations one
+evaluation looks at comes from the ``fw_arrivals`` and ``fw_deadlines`` ranges of the window.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+
+from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 
 from .schema import (
     ARRIVALS_TABLE,
@@ -41,6 +44,9 @@ _STATE_CHANGES = ", ".join(
 )
 
 
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
 def _where(template: str, condition: str) -> str:
     return template.replace("__WHERE__", condition)
 
@@ -58,8 +64,7 @@ _AGGREGATE = f"""
         min(due_at) AS due_at,
         max(last_result) AS last_result,
         tupleElement(last_result, 1) > {EPOCH_SQL} AS has_result,
-        max(has_skipped) AS has_skipped,
-        groupUniqArrayMerge(results) AS results
+        max(has_skipped) AS has_skipped
     FROM {EXPECTATIONS_TABLE}
     WHERE __WHERE__
     GROUP BY stripe_event_id, effect
@@ -144,7 +149,23 @@ def _new_results(rows: list[tuple[Any, ...]], since: datetime) -> tuple[ResultIn
     )
 
 
-def _expectation(row: dict[str, Any], new_since: datetime) -> Expectation:
+_RESULTS_OF = f"""
+    SELECT stripe_event_id, effect, signal_id, at, outcome, error_type, error_message, replay_id, attempt, ingested_at
+    FROM {SIGNALS_TABLE}
+    WHERE (stripe_event_id, effect) IN {{keys:Array(Tuple(String, String))}} AND signal = 'result'
+"""
+
+
+def _results_of(client: Client, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+    """Every result row (duplicates included) of the given expectations."""
+    found: dict[tuple[str, str], list[tuple[Any, ...]]] = {key: [] for key in keys}
+    if keys:
+        for row in client.query(_RESULTS_OF, parameters={"keys": keys}).result_rows:
+            found[(row[0], row[1])].append(tuple(row[2:]))
+    return found
+
+
+def _expectation(row: dict[str, Any], results: list[tuple[Any, ...]], new_since: datetime) -> Expectation:
     return Expectation(
         incident_id=row["incident_id"],
         stripe_event_id=row["stripe_event_id"],
@@ -156,7 +177,7 @@ def _expectation(row: dict[str, Any], new_since: datetime) -> Expectation:
         due_at=row["due_at"] if row["has_receipt"] else None,
         last_result=_last_result(row["last_result"]) if row["has_result"] else None,
         has_skipped=bool(row["has_skipped"]),
-        new_results=_new_results(row["results"], new_since),
+        new_results=_new_results(results, new_since),
     )
 
 
@@ -186,20 +207,25 @@ def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, I
             "default_timeout_s": int(window.default_timeout.total_seconds()),
         },
     )
-    pairs: list[tuple[Expectation, IncidentHead | None]] = []
-    for row in result.named_results():
-        head = head_from_row(row, prefix="head_") if row["has_head"] else None
-        pairs.append((_expectation(row, window.since), head))
-    return pairs
+    rows = list(result.named_results())
+    # Results are needed only to audit what happened to an existing incident.
+    results = _results_of(client, [(row["stripe_event_id"], row["effect"]) for row in rows if row["has_head"]])
+    return [
+        (
+            _expectation(row, results.get((row["stripe_event_id"], row["effect"]), []), window.since),
+            head_from_row(row, prefix="head_") if row["has_head"] else None,
+        )
+        for row in rows
+    ]
 
 
-def expectations_of_event(client: Client, stripe_event_id: str, new_since: datetime) -> list[Expectation]:
-    """Every expectation of one Stripe event (for the event lookup API)."""
+def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectation]:
+    """Every expectation of one Stripe event (for the event lookup API; no ``new_results``)."""
     result = client.query(
         _where(_AGGREGATE, "stripe_event_id = {event:String}"),
         parameters={"event": stripe_event_id},
     )
-    return [_expectation(row, new_since) for row in result.named_results()]
+    return [_expectation(row, [], _FAR_FUTURE) for row in result.named_results()]
 
 
 def next_data(client: Client, ingested_after: datetime, due_after: datetime) -> tuple[datetime | None, datetime | None]:

@@ -14,7 +14,9 @@
     which expectations a window touches, by a primary-key range read;
   - ``fw_expectations`` (``AggregatingMergeTree``, one row per expectation after merges): the
     summary of an expectation's signals, read by key. Every aggregate in it is insensitive
-    to duplicates (min, max, uniq), so replayed signals change nothing.
+    to duplicates (min, max), so replayed signals change nothing. (The list of an
+    expectation's results is not kept here: a per-row array state made every insert ~30 %
+    dearer, and the engine needs the list only for expectations that have an incident.)
 
 The point lookups use a small index granularity: a key read touches 256 rows, not 8192.
 """
@@ -43,7 +45,6 @@ INCIDENT_ID_SQL = "concat('inc_', substring(lower(hex(SHA256(concat(stripe_event
 NEVER_SQL = "toDateTime64('2299-12-31 00:00:00', 6, 'UTC')"
 EPOCH_SQL = "toDateTime64(0, 6, 'UTC')"
 _RESULT = "Tuple(DateTime64(6, 'UTC'), String, String, String, String, String, UInt16)"
-_RESULT_ROW = "Tuple(String, DateTime64(6, 'UTC'), String, String, String, String, UInt16, DateTime64(6, 'UTC'))"
 
 #: One expectation-summary row per (event, effect) in a block of signals.
 _EXPECTATION_ROWS = f"""
@@ -60,9 +61,6 @@ _EXPECTATION_ROWS = f"""
                tuple(at, signal_id, outcome, error_type, error_message, replay_id, attempt),
                tuple({EPOCH_SQL}, '', '', '', '', '', toUInt16(0)))) AS last_result,
         max(outcome = 'skipped') AS has_skipped,
-        groupUniqArrayStateIf(
-            tuple(signal_id, at, outcome, error_type, error_message, replay_id, attempt, ingested_at),
-            signal = 'result') AS results,
         max(ingested_at) AS last_ingested_at
     FROM {SIGNALS_TABLE}
     __WHERE__
@@ -187,7 +185,6 @@ ENGINE_MIGRATIONS: tuple[Migration, ...] = (
                 due_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
                 last_result SimpleAggregateFunction(max, {_RESULT}),
                 has_skipped SimpleAggregateFunction(max, UInt8),
-                results AggregateFunction(groupUniqArray, {_RESULT_ROW}),
                 last_ingested_at SimpleAggregateFunction(max, DateTime64(6, 'UTC'))
             )
             ENGINE = AggregatingMergeTree

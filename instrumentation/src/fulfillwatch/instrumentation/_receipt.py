@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
@@ -41,12 +41,12 @@ def parse_traceparent(value: str) -> SpanContext | None:
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
 
 
-@dataclass(frozen=True)
-class ReceiptHandle:
+class ReceiptHandle(NamedTuple):
     """What the app keeps of a recorded receipt: pass ``carrier()`` along with the job.
 
-    A handle whose ``event_id`` is empty stands for a receipt that could not be recorded (the
-    reason was logged); it is still safe to use.
+    An immutable tuple (cheap to build on every webhook). A handle whose ``event_id`` is empty
+    stands for a receipt that could not be recorded (the reason was logged); it is still safe
+    to use.
     """
 
     event_id: str
@@ -55,7 +55,7 @@ class ReceiptHandle:
     effect: str
     #: The deadline as Unix seconds (0 when unknown); see :attr:`due_at`.
     due_timestamp: float = 0.0
-    span_context: SpanContext | None = field(default=None, repr=False)
+    span_context: SpanContext | None = None
 
     @property
     def due_at(self) -> datetime | None:
@@ -105,7 +105,7 @@ def record_receipt(
     The span is ended at once, so it is exported even if the process dies right after. An
     explicitly recorded receipt is always tracked, whatever ``tracked_event_types`` says.
     """
-    return _runtime.safely(_record_receipt, _NO_RECEIPT, event, effect=effect, timeout=timeout, event_type=event_type)
+    return _runtime.safely(_record_receipt, _NO_RECEIPT, event, effect, timeout, event_type)
 
 
 def watch_event(event: object, *, effect: str | None = None, event_type: str | None = None) -> ReceiptHandle | None:
@@ -125,11 +125,7 @@ def watch_event(event: object, *, effect: str | None = None, event_type: str | N
 
 
 def _record_receipt(
-    event: object,
-    *,
-    effect: str | None,
-    timeout: float | timedelta | None,
-    event_type: str | None,
+    event: object, effect: str | None, timeout: float | timedelta | None, event_type: str | None
 ) -> ReceiptHandle:
     return _emit_receipt(event_info(event, event_type), effect, timeout)
 
@@ -150,13 +146,7 @@ def _emit_receipt(info: EventInfo, effect: str | None, timeout: float | timedelt
         attributes[v.FULFILLMENT_EFFECT] = effect
     span = _runtime.tracer().start_span(v.RECEIPT_SPAN, kind=SpanKind.INTERNAL, attributes=attributes)
     span.end()
-    return ReceiptHandle(
-        event_id=info.id,
-        event_type=info.type,
-        effect=effect or "",
-        due_timestamp=due,
-        span_context=span.get_span_context(),
-    )
+    return ReceiptHandle(info.id, info.type, effect or "", due, span.get_span_context())
 
 
 def receipt_reference(

@@ -46,13 +46,28 @@ def _mark_failed(span: Span, error: BaseException | str | None) -> None:
 
 
 class Fulfillment:
-    """One run of a business effect: a context manager (sync and async) and a decorator.
+    """Record the result of the business effect of a Stripe event (``fulfillment``).
 
-    Created by :func:`fulfillment`. ``with fulfillment(...) as run:`` yields this object:
-    leaving the block normally records ``success``; an exception records ``failure`` (and is
-    re-raised unchanged). Call :meth:`skip` on the idempotency path ("already done") or
-    :meth:`fail` for an error the code handles without raising. Used as a decorator, every call
-    of the decorated function is its own run.
+    As a context manager (sync or async)::
+
+        with fulfillment(event_id, receipt=job["receipt"]) as run:
+            if already_granted(event_id):
+                run.skip()
+            else:
+                grant_credits(...)
+
+    As a decorator, ``event`` (and ``receipt``) may be functions of the decorated function's
+    arguments; every call is its own run::
+
+        @fulfillment(lambda job: job["event_id"], receipt=lambda job: job["receipt"])
+        def grant_credits(job): ...
+
+    Normal exit records ``success``; an exception records ``failure`` with ``error.type`` and
+    its message and is re-raised unchanged. Call :meth:`skip` on the idempotency path ("already
+    done") or :meth:`fail` for an error the code handles without raising. ``receipt`` (a
+    :class:`ReceiptHandle` or its ``carrier()`` dict) links the result span to the receipt span
+    and supplies the effect and event type. ``attempt`` numbers retries; ``replay_id`` marks a
+    run triggered by a reprocess callback.
     """
 
     __slots__ = (
@@ -213,47 +228,6 @@ def _call_guarded(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) 
     return _runtime.safely(value, None, *args, **kwargs)
 
 
-def fulfillment(
-    event: EventRef | Callable[..., EventRef],
-    *,
-    effect: str | None = None,
-    receipt: ReceiptRef | Callable[..., ReceiptRef] = None,
-    attempt: int | None = None,
-    replay_id: str | None = None,
-    event_type: str | None = None,
-) -> Fulfillment:
-    """Record the result of the business effect of a Stripe event.
-
-    As a context manager::
-
-        with fulfillment(event_id, receipt=job["receipt"]) as scope:
-            if already_granted(event_id):
-                scope.skip()
-            else:
-                grant_credits(...)
-
-    As a decorator, ``event`` (and ``receipt``) may be functions of the decorated function's
-    arguments::
-
-        @fulfillment(lambda job: job["event_id"], receipt=lambda job: job["receipt"])
-        def grant_credits(job): ...
-
-    Normal exit records ``success``; an exception records ``failure`` with ``error.type`` and
-    its message and is re-raised unchanged. ``receipt`` (a :class:`ReceiptHandle` or its
-    ``carrier()`` dict) links the result span to the receipt span and supplies the effect and
-    event type. ``attempt`` numbers retries; ``replay_id`` marks a run triggered by a reprocess
-    callback.
-    """
-    return Fulfillment(
-        event,
-        effect=effect,
-        receipt=receipt,
-        attempt=attempt,
-        replay_id=replay_id,
-        event_type=event_type,
-    )
-
-
 def record_result(
     event: EventRef,
     outcome: str,
@@ -285,3 +259,7 @@ def record_result(
     elif outcome == v.OUTCOME_SKIPPED:
         run.skip()
     run.close(None)
+
+
+#: The public name: ``with fulfillment(...)`` / ``@fulfillment(...)``.
+fulfillment = Fulfillment

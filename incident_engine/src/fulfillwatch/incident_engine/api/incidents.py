@@ -24,7 +24,6 @@ from .models import (
 )
 
 router = APIRouter(prefix="/api", tags=["incidents"])
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ID = Path(min_length=1, max_length=256, pattern=r"^[\w.:-]+$")
 
 
@@ -91,7 +90,7 @@ def get_incident(
         raise HTTPException(404, f"no incident {incident_id}")
     signals = queries.signals_of(client, summary["stripe_event_id"], _effect_key(summary))
     expectation = next(
-        (e for e in expectations_of_event(client, summary["stripe_event_id"], _EPOCH) if e.incident_id == incident_id),
+        (e for e in expectations_of_event(client, summary["stripe_event_id"]) if e.incident_id == incident_id),
         None,
     )
     now = datetime.now(timezone.utc)
@@ -125,7 +124,7 @@ def get_event(
     An unknown event id is not an error: the lists are empty.
     """
     now = datetime.now(timezone.utc)
-    expectations = expectations_of_event(client, stripe_event_id, _EPOCH)
+    expectations = expectations_of_event(client, stripe_event_id)
     page = queries.list_incidents(client, queries.IncidentFilter(stripe_event_id=stripe_event_id), 500, 0)
     return EventView(
         stripe_event_id=stripe_event_id,
