@@ -78,7 +78,7 @@ def test_results_without_receipt_fall_due_after_the_default_timeout() -> None:
 def _plan(expectation: Expectation, head: IncidentHead | None, minutes: float = 45) -> list[tuple[str, str, str]]:
     now = T0 + timedelta(minutes=minutes)
     return [
-        (t.transition.value, t.state.value, t.kind)
+        (t.transition.value, t.state.value if t.state else "", t.kind)
         for t in plan(expectation, head, assess(expectation, now, TIMEOUT), now)
     ]
 

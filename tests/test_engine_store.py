@@ -120,7 +120,7 @@ def test_the_migration_backfills_signals_stored_before_it(chdb_dir: str) -> None
     apply_migrations(client, SIGNAL_MIGRATIONS)  # a collector that ran before the engine
     now = _now(early)
     insert_signals(client, [_receipt("evt_b", now, now + TIMEOUT), _result("evt_b", now, "failure")])
-    assert apply_migrations(client, ENGINE_MIGRATIONS)[-1] == "engine/0003_expectation_tables"
+    assert "engine/0003_expectation_tables" in apply_migrations(client, ENGINE_MIGRATIONS)
     [expectation] = expectations_of_event(client, "evt_b")
     assert expectation.last_result is not None and expectation.last_result.outcome == "failure"
     assert Engine(early, EngineSettings()).tick().transitions == 1

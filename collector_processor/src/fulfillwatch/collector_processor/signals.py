@@ -19,6 +19,8 @@ from clickhouse_connect.driver.client import Client
 from .migrations import Migration, RetentionRule
 
 SIGNALS_TABLE = "fw_signals"
+#: Idempotency keys of REST ingest requests (see rest_ingest).
+REST_REQUESTS_TABLE = "fw_rest_requests"
 RECEIPT = "receipt"
 RESULT = "result"
 #: Where a signal came from.
@@ -71,6 +73,22 @@ SIGNAL_MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        "signals/0002_create_fw_rest_requests",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {REST_REQUESTS_TABLE} (
+                signal_id String,
+                fingerprint String,
+                stripe_event_id String,
+                received_at DateTime64(6, 'UTC')
+            )
+            ENGINE = ReplacingMergeTree
+            ORDER BY signal_id
+            TTL toDateTime(received_at) + toIntervalDay(30)
+            """,
+        ),
+    ),
 )
 
 SIGNAL_RETENTION = (RetentionRule(SIGNALS_TABLE, "at"),)
@@ -110,6 +128,12 @@ class Signal:
     receipt_span_id: str = ""
     source: str = SOURCE_OTLP
     attributes: dict[str, str] = field(default_factory=dict)
+
+
+def effect_key(effect: str, event_type: str) -> str:
+    """The stored effect: ``""`` for the event's own fulfillment (no effect, or one named like
+    the event type), so that a worker that knows only the event id meets its receipt."""
+    return "" if effect == event_type else effect
 
 
 def micros(moment: datetime) -> int:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from fulfillwatch.instrumentation import vocabulary as v
 
-from .signals import RECEIPT, RESULT, SOURCE_OTLP, Signal, micros
+from .signals import RECEIPT, RESULT, SOURCE_OTLP, Signal, effect_key, micros
 
 #: Attribute keys stored in dedicated columns (everything else goes to ``attributes``).
 _VOCABULARY_KEYS = frozenset(
@@ -167,9 +167,7 @@ def signal_from_span(fields: SpanFields, *, default_timeout_s: float, source: st
         raise UnusableSpan("span has no end time")
     at = fields.end_time_ns // 1000
     event_type = _text(get(v.STRIPE_EVENT_TYPE), _MAX_ID)
-    effect = _text(get(v.FULFILLMENT_EFFECT), _MAX_ID)
-    if effect == event_type:
-        effect = ""  # the event's own fulfillment: same expectation as an unnamed effect
+    effect = effect_key(_text(get(v.FULFILLMENT_EFFECT), _MAX_ID), event_type)
     attempt = get(v.FULFILLMENT_ATTEMPT)
     if type(attempt) is not int:
         attempt = _integer(attempt, v.FULFILLMENT_ATTEMPT) or 0

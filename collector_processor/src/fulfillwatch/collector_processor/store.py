@@ -175,5 +175,5 @@ def _ensure_database(location: StoreLocation) -> None:
 def _close_quietly(client: Client) -> None:
     try:
         client.close()
-    except Exception:
+    except Exception:  # closing at shutdown must not mask the real outcome
         _logger.debug("error closing a storage client", exc_info=True)

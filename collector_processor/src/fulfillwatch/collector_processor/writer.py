@@ -119,7 +119,7 @@ class SignalWriter:
             await loop.run_in_executor(self._thread, self._insert, signals)
         except StoreUnavailable as exc:
             error = exc
-        except Exception as exc:
+        except Exception as exc:  # any failure means "not stored": the sender must retry
             _logger.exception("insert of %d signals failed", len(signals))
             error = StoreUnavailable(f"the store refused the write: {exc}")
         for pending in batch:

@@ -45,6 +45,10 @@ def serve(
     default_timeout: Annotated[
         Optional[float], typer.Option(help="Deadline (s) for receipts that name none [default 1800]")
     ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", help="TOML file: repair_targets, alerts, ingest_projects, other settings"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
 ) -> None:
     """Run the OTLP receiver, the incident engine and the API in one process.
@@ -54,6 +58,7 @@ def serve(
     _configure_logging(log_level)
     try:
         settings = load_settings(
+            config,
             data_dir=data_dir,
             otlp_port=otlp_port,
             api_port=api_port,
@@ -71,6 +76,10 @@ def serve(
         f"  OTLP/HTTP  http://{settings.host}:{settings.otlp_port}/v1/traces\n"
         f"  API        http://{settings.host}:{settings.api_port}/api/incidents  (docs: /docs)"
     )
+    for service, target in settings.repair_targets.items():
+        _console.print(f"  repair     {service} → {target.url} ({len(target.secrets)} signing secret(s))")
+    for name, destination in settings.alerts.items():
+        _console.print(f"  alerts     {name}: {destination.type}")
     if settings.demo:
         _console.print(f"  demo mode: API token [bold]{settings.token()}[/bold]")
     from .server import serve as run_server

@@ -19,7 +19,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,7 +29,7 @@ from fulfillwatch.collector_processor.store import Store, StoreUnavailable
 
 from .engine_state import EPOCH, Heartbeat, Watermarks, load_watermarks, save_heartbeat, save_watermarks
 from .expectations import Window, evaluate_window, next_data
-from .incident_log import append_transitions
+from .incident_log import Journal
 from .status import assess
 from .transitions import Transition, plan
 
@@ -66,17 +65,11 @@ class TickReport:
 class Engine:
     """Evaluates expectations against the store and appends incident transitions."""
 
-    def __init__(
-        self,
-        store: Store,
-        settings: EngineSettings | None = None,
-        *,
-        on_transitions: Callable[[Sequence[Transition]], None] | None = None,
-    ) -> None:
+    def __init__(self, store: Store, settings: EngineSettings | None = None, *, journal: Journal | None = None) -> None:
         self.store = store
         self.settings = settings or EngineSettings()
         self.engine_id = f"engine-{uuid.uuid4().hex[:8]}"
-        self._on_transitions = on_transitions
+        self.journal = journal or Journal(store)
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.last_report: TickReport | None = None
@@ -102,7 +95,7 @@ class Engine:
         transitions: list[Transition] = []
         for expectation, head in pairs:
             transitions.extend(plan(expectation, head, assess(expectation, now, default_timeout), now))
-        append_transitions(client, transitions)
+        self.journal.append(transitions, purpose="engine")
         save_watermarks(client, Watermarks(ingested=window.until, due=window.due_until))
         duration = time.perf_counter() - started
         save_heartbeat(
@@ -116,8 +109,6 @@ class Engine:
                 lag_s=round(duration, 3),
             ),
         )
-        if transitions and self._on_transitions is not None:
-            self._on_transitions(transitions)
         caught_up = window.until >= now and window.due_until >= now
         report = TickReport(now, len(pairs), len(transitions), duration, caught_up)
         self.last_report = report
@@ -158,7 +149,7 @@ class Engine:
                 failures += 1
                 self.store.discard("engine")
                 _logger.warning("engine tick failed (%s); retrying", exc)
-            except Exception:
+            except Exception:  # a bug in one tick must not stop detection
                 failures += 1
                 _logger.exception("engine tick crashed; retrying")
             delay = self.settings.interval_s * min(2**failures, 12) if failures else self.settings.interval_s

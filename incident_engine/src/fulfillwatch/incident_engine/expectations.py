@@ -19,6 +19,8 @@ from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 
 from .schema import (
     ARRIVALS_TABLE,
+    CURRENT_KIND_SQL,
+    CURRENT_STATE_SQL,
     DEADLINES_TABLE,
     EPOCH_SQL,
     EXPECTATIONS_TABLE,
@@ -73,8 +75,8 @@ _AGGREGATE = f"""
 HEADS_SQL = f"""
     SELECT
         incident_id,
-        argMax(state, seq) AS state,
-        argMax(kind, seq) AS kind,
+        {CURRENT_STATE_SQL} AS state,
+        {CURRENT_KIND_SQL} AS kind,
         maxIf(at, transition IN ({_STATE_CHANGES})) AS state_since,
         min(at) AS opened_at,
         groupUniqArray(cause) AS causes,

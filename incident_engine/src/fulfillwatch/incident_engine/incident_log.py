@@ -1,13 +1,15 @@
-"""Appending to the incident log, and the sequence that orders its rows."""
+"""Appending to the incident log: the sequence that orders its rows, and the journal."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from clickhouse_connect.driver.client import Client
+
+from fulfillwatch.collector_processor.store import Store
 
 from .schema import INCIDENT_LOG_TABLE
 from .transitions import Transition
@@ -59,7 +61,7 @@ def append_transitions(client: Client, transitions: Sequence[Transition]) -> Non
             next_seq(),
             t.at,
             t.transition.value,
-            t.state.value,
+            t.state.value if t.state is not None else "",
             t.kind,
             t.actor,
             t.reason[:4096],
@@ -74,3 +76,31 @@ def append_transitions(client: Client, transitions: Sequence[Transition]) -> Non
         for t in transitions
     ]
     client.insert(INCIDENT_LOG_TABLE, rows, column_names=_COLUMNS)
+
+
+Listener = Callable[[Sequence[Transition]], None]
+
+
+class Journal:
+    """The one way transitions are written: append, then tell the listeners (alerts).
+
+    The engine, the API's lifecycle actions and the callback dispatcher all write through it,
+    so that every transition — whoever made it — reaches the same listeners.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` with every batch of transitions after it is stored (it must be
+        quick and thread-safe: writers run in worker threads)."""
+        self._listeners.append(listener)
+
+    def append(self, transitions: Sequence[Transition], *, purpose: str = "journal") -> None:
+        """Store ``transitions`` (one insert, in order), then notify the listeners."""
+        if not transitions:
+            return
+        append_transitions(self._store.client(purpose), transitions)
+        for listener in self._listeners:
+            listener(transitions)

@@ -15,21 +15,21 @@ from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 
-from .schema import INCIDENT_LOG_TABLE
+from .schema import CURRENT_KIND_SQL, CURRENT_STATE_SQL, INCIDENT_LOG_TABLE
 
 # Aliases differ from column names on purpose: ClickHouse resolves aliases before columns, and
 # WHERE must see the stored columns while HAVING sees the derived current state.
 _SUMMARY = f"""
     SELECT
         incident_id AS id,
-        argMax(state, seq) AS current_state,
-        argMax(kind, seq) AS current_kind,
+        {CURRENT_STATE_SQL} AS current_state,
+        {CURRENT_KIND_SQL} AS current_kind,
         any(stripe_event_id) AS event_id,
         any(event_type) AS type,
         any(effect) AS effect_key,
         any(service) AS service_name,
         min(at) AS opened_at,
-        max(at) AS updated_at,
+        maxIf(at, transition != 'alert_attempt') AS updated_at,
         argMaxIf(reason, seq, transition NOT IN ('note', 'callback_attempt', 'alert_attempt')) AS last_reason,
         argMaxIf(replay_id, seq, transition = 'reprocess_requested') AS last_replay_id
     FROM {INCIDENT_LOG_TABLE} FINAL
@@ -52,7 +52,7 @@ def _summary_sql(where: str, having: str) -> str:
 class IncidentFilter:
     """Filters of ``GET /api/incidents`` (all optional)."""
 
-    state: str | None = None
+    states: tuple[str, ...] = ()  # any of these current states
     kind: str | None = None
     event_type: str | None = None
     effect: str | None = None
@@ -77,9 +77,9 @@ class IncidentFilter:
         if self.stripe_event_id:
             where.append("stripe_event_id = {stripe_event_id:String}")
             params["stripe_event_id"] = self.stripe_event_id
-        if self.state:
-            having.append("current_state = {state:String}")
-            params["state"] = self.state
+        if self.states:
+            having.append("current_state IN {states:Array(String)}")
+            params["states"] = list(self.states)
         if self.kind:
             having.append("current_kind = {kind:String}")
             params["kind"] = self.kind

@@ -2,11 +2,11 @@
 
 * ``fw_incident_log`` — the append-only incident log, the single source of truth about
   incidents (DESIGN.md §7): one row per transition, never updated or deleted (retention is the
-  operator's TTL). Current state is derived with ``argMax(state, seq)``. Rows have a
+  operator's TTL). Current state is derived with ``CURRENT_STATE_SQL``. Rows have a
   deterministic ``transition_id`` and the table is a ``ReplacingMergeTree`` on
   ``(incident_id, transition_id)``: a retried tick or an accidental second engine cannot
   create a duplicate that reads (``FINAL``) can see.
-* ``fw_engine_state`` — watermarks and heartbeat.
+* ``fw_engine_state`` — watermarks and heartbeat; ``fw_bulk_jobs`` — bulk reprocess progress.
 * Three tables fed by materialized views on ``fw_signals``, so that one evaluation costs what
   the window holds, not what the history holds:
 
@@ -37,6 +37,12 @@ ENGINE_STATE_TABLE = "fw_engine_state"
 ARRIVALS_TABLE = "fw_arrivals"
 DEADLINES_TABLE = "fw_deadlines"
 EXPECTATIONS_TABLE = "fw_expectations"
+BULK_JOBS_TABLE = "fw_bulk_jobs"
+
+#: Current state and kind of an incident from its log rows. Informational rows (notes, callback
+#: and alert attempts, audit of results) carry an empty state/kind and never change them.
+CURRENT_STATE_SQL = "argMaxIf(state, seq, state != '')"
+CURRENT_KIND_SQL = "argMaxIf(kind, seq, kind != '')"
 
 #: The incident id of an expectation, computed in SQL only: every component reads it from rows.
 INCIDENT_ID_SQL = "concat('inc_', substring(lower(hex(SHA256(concat(stripe_event_id, '\\x1f', effect)))), 1, 24))"
@@ -197,6 +203,22 @@ ENGINE_MIGRATIONS: tuple[Migration, ...] = (
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_expectations_mv TO {EXPECTATIONS_TABLE} AS "
             + _EXPECTATION_ROWS.replace("__WHERE__", ""),
             _backfill_derived_tables,
+        ),
+    ),
+    Migration(
+        "engine/0004_create_fw_bulk_jobs",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {BULK_JOBS_TABLE} (
+                job_id String,
+                document String,
+                version UInt64,
+                updated_at DateTime64(6, 'UTC')
+            )
+            ENGINE = ReplacingMergeTree(version)
+            ORDER BY job_id
+            TTL toDateTime(updated_at) + toIntervalDay(400)
+            """,
         ),
     ),
 )

@@ -23,12 +23,18 @@ from fulfillwatch.collector_processor.app import create_ingest_app
 from fulfillwatch.collector_processor.counters import IngestCounters
 from fulfillwatch.collector_processor.migrations import apply_migrations, apply_retention
 from fulfillwatch.collector_processor.receiver import ReceiverSettings
+from fulfillwatch.collector_processor.rest_ingest import IngestProjectKey
 from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS, SIGNAL_RETENTION
 from fulfillwatch.collector_processor.store import Store, parse_dsn
 from fulfillwatch.collector_processor.writer import SignalWriter, StoredBatch
 
+from .alerts import AlertDispatcher
 from .api import ApiContext, create_api_app
+from .bulk import BulkReprocessor
+from .dispatcher import Dispatcher
 from .engine import Engine, EngineSettings
+from .incident_log import Journal
+from .lifecycle import IncidentActions
 from .schema import ENGINE_MIGRATIONS, ENGINE_RETENTION
 from .settings import ServerSettings
 
@@ -60,6 +66,9 @@ class Service:
     store: Store
     counters: IngestCounters
     engine: Engine
+    dispatcher: Dispatcher
+    alerts: AlertDispatcher
+    bulk: BulkReprocessor
     writer: SignalWriter
     ingest_app: FastAPI
     api_app: FastAPI
@@ -68,6 +77,7 @@ class Service:
 def build_service(settings: ServerSettings, store: Store) -> Service:
     """Wire receiver, writer, engine and API around ``store``."""
     counters = IngestCounters()
+    journal = Journal(store)
     engine = Engine(
         store,
         EngineSettings(
@@ -75,7 +85,12 @@ def build_service(settings: ServerSettings, store: Store) -> Service:
             default_timeout_s=settings.default_timeout_s,
             ingest_overlap_s=settings.ingest_overlap_s,
         ),
+        journal=journal,
     )
+    dispatcher = Dispatcher(store, journal, settings.repair_targets)
+    alerts = AlertDispatcher(settings.alerts, journal)
+    actions = IncidentActions(store, journal, dispatcher)
+    bulk = BulkReprocessor(store, actions, settings.bulk_reprocess_per_s)
 
     def results_stored(batch: StoredBatch) -> None:
         if batch.urgent:  # failures open at once, reprocess results resolve at once
@@ -84,11 +99,18 @@ def build_service(settings: ServerSettings, store: Store) -> Service:
     writer = SignalWriter(store, on_stored=results_stored)
     ingest_app = create_ingest_app(
         writer,
+        store,
         counters,
         ReceiverSettings(max_body_bytes=settings.max_body_bytes, default_timeout_s=settings.default_timeout_s),
+        {
+            project.key_sha256: IngestProjectKey(project=name, service=project.service)
+            for name, project in settings.ingest_projects.items()
+        },
     )
-    api_app = create_api_app(ApiContext(settings=settings, store=store, counters=counters, engine=engine))
-    return Service(settings, store, counters, engine, writer, ingest_app, api_app)
+    api_app = create_api_app(
+        ApiContext(settings=settings, store=store, counters=counters, engine=engine, actions=actions, bulk=bulk)
+    )
+    return Service(settings, store, counters, engine, dispatcher, alerts, bulk, writer, ingest_app, api_app)
 
 
 async def serve(settings: ServerSettings) -> None:
@@ -122,8 +144,11 @@ async def serve(settings: ServerSettings) -> None:
     # Decoding a batch allocates tens of thousands of short-lived objects; young collections
     # every 700 allocations (the default) cost more than they free here.
     gc.set_threshold(20_000, 20, 20)
+    await asyncio.to_thread(service.bulk.mark_interrupted)
     serving = [asyncio.create_task(listener.serve()) for listener in listeners]
     engine_task = asyncio.create_task(service.engine.run(stop))
+    dispatcher_task = asyncio.create_task(service.dispatcher.run(stop))
+    alerts_task = asyncio.create_task(service.alerts.run(stop))
     stopped = asyncio.create_task(stop.wait())
     # A listener that exits on its own (port in use) stops the whole service.
     done, _ = await asyncio.wait([stopped, *serving], return_when=asyncio.FIRST_COMPLETED)
@@ -132,8 +157,9 @@ async def serve(settings: ServerSettings) -> None:
     stop.set()
     for listener in listeners:
         listener.should_exit = True
+    service.bulk.stop()
     await asyncio.gather(*serving, return_exceptions=True)
-    await engine_task
+    await asyncio.gather(engine_task, dispatcher_task, alerts_task)
     await service.writer.stop()
     store.close()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,34 +1,59 @@
-"""Server settings: ``FULFILLWATCH_*`` environment variables, overridden by command-line flags.
+"""Server settings: a TOML file (``--config``), ``FULFILLWATCH_*`` variables over it, and
+command-line flags over both.
 
-Validated once at start; a bad value stops the server with a message naming the setting.
+Validated once at start; a bad value stops the server with a message naming the setting
+(``repair_targets.shop.url (FULFILLWATCH_REPAIR_TARGETS__SHOP__URL): ...``).
 """
 
 from __future__ import annotations
 
 import secrets
+import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from fulfillwatch.collector_processor.receiver import DEFAULT_MAX_BODY_BYTES
+
+from .config import AlertDestination, IngestProject, RepairTarget
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 #: Tokens that look like someone forgot to set one.
 _PLACEHOLDER_TOKENS = frozenset(
     {"changeme", "change-me", "change_me", "secret", "token", "password", "fulfillwatch", "demo", "test"}
 )
 MIN_TOKEN_LENGTH = 16
+_config_file_values: ContextVar[dict[str, Any] | None] = ContextVar("fulfillwatch_config_file", default=None)
 
 
 class SettingsError(ValueError):
     """Invalid configuration; the message names the setting."""
 
 
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The values read from ``--config FILE``, below environment variables."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return (_config_file_values.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_config_file_values.get() or {})
+
+
 class ServerSettings(BaseSettings):
     """Everything ``fulfillwatch serve`` can be told."""
 
-    model_config = SettingsConfigDict(env_prefix="FULFILLWATCH_", extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix="FULFILLWATCH_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
 
     clickhouse_dsn: str = Field("chdb://", description="chdb:///dir (embedded) or http(s)://user:pass@host:8123/db")
     data_dir: Path = Field(Path(".fulfillwatch"), description="chDB data directory for chdb:// DSNs")
@@ -43,6 +68,25 @@ class ServerSettings(BaseSettings):
     ingest_overlap_s: float = Field(2.0, ge=0, description="Re-read window for out-of-order commits")
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0)
     engine_heartbeat_stale_s: float = Field(60.0, gt=0, description="Heartbeat age reported as stale")
+    repair_targets: dict[str, RepairTarget] = Field(
+        default_factory=dict, description="Reprocess callback target per service.name"
+    )
+    alerts: dict[str, AlertDestination] = Field(default_factory=dict, description="Alert destinations by name")
+    ingest_projects: dict[str, IngestProject] = Field(
+        default_factory=dict, description="Projects allowed to use the REST ingest API"
+    )
+    bulk_reprocess_per_s: float = Field(5.0, gt=0, le=1000, description="Rate of a running bulk reprocess")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _ConfigFileSource(settings_cls)
 
     @model_validator(mode="after")
     def _token_policy(self) -> ServerSettings:
@@ -68,18 +112,37 @@ class ServerSettings(BaseSettings):
         return self.api_token.get_secret_value()
 
 
-def load_settings(**overrides: Any) -> ServerSettings:
-    """Settings from the environment, with non-``None`` overrides (command-line flags) on top."""
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The tables of a TOML configuration file."""
+    try:
+        with path.open("rb") as handle:
+            values: dict[str, Any] = tomllib.load(handle)
+            return values
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> ServerSettings:
+    """Settings from the config file, the environment over it, and non-``None`` overrides
+    (command-line flags) over both."""
+    values = read_config_file(config_file) if config_file is not None else {}
     given = {key: value for key, value in overrides.items() if value is not None}
+    token = _config_file_values.set(values)
     try:
         return ServerSettings(**given)
     except ValidationError as exc:
         problems = "; ".join(_describe(error["loc"], error["msg"]) for error in exc.errors())
         raise SettingsError(problems) from None
+    finally:
+        _config_file_values.reset(token)
 
 
 def _describe(location: tuple[Any, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
     if not location:
-        return message.removeprefix("Value error, ")
+        return message
     name = ".".join(str(part) for part in location)
-    return f"{name} (FULFILLWATCH_{name.upper()}): {message}"
+    variable = "FULFILLWATCH_" + "__".join(str(part) for part in location).upper()
+    return f"{name} ({variable}): {message}"

@@ -39,13 +39,14 @@ def _transition_entry(row: dict[str, Any]) -> dict[str, Any]:
     details = dict(row["details"])
     if row["replay_id"]:
         details.setdefault("replay_id", row["replay_id"])
-    details["kind"] = row["kind"]
+    if row["kind"]:
+        details["kind"] = row["kind"]
     return {
         "at": row["at"],
         "type": row["transition"],
         "actor": row["actor"],
         "reason": row["reason"],
-        "state": row["state"],
+        "state": row["state"] or None,  # informational rows do not change the state
         "details": details,
     }
 

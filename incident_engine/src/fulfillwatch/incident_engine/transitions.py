@@ -70,8 +70,8 @@ class Transition:
 
     incident_id: str
     transition: TransitionType
-    state: State
-    kind: str
+    state: State | None  # None: an informational row, the state does not change
+    kind: str  # "": the kind does not change
     actor: str
     reason: str
     cause: str
@@ -110,7 +110,7 @@ def plan(expectation: Expectation, head: IncidentHead | None, verdict: Assessmen
 
     def make(
         kind_of: TransitionType,
-        state: State,
+        state: State | None,
         kind: str,
         reason: str,
         cause: str,
@@ -155,8 +155,8 @@ def plan(expectation: Expectation, head: IncidentHead | None, verdict: Assessmen
             planned.append(
                 make(
                     TransitionType.RESULT_SEEN,
-                    head.state,
-                    head.kind,
+                    None,  # audit only: state and kind unchanged
+                    "",
                     reason,
                     result.signal_id,
                     _result_details(result),

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..version import __version__
-from . import health, incidents
+from . import actions, health, incidents
 from .context import STORE_ERRORS, ApiContext
 
 __all__ = ["ApiContext", "create_api_app"]
@@ -22,6 +22,7 @@ def create_api_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     app.include_router(health.router)
     app.include_router(incidents.router)
+    app.include_router(actions.router)
 
     async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
         context.store.discard("api")

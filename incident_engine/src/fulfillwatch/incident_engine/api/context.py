@@ -12,7 +12,9 @@ from fastapi import Depends, HTTPException, Request
 from fulfillwatch.collector_processor.counters import IngestCounters
 from fulfillwatch.collector_processor.store import Store, StoreUnavailable
 
+from ..bulk import BulkReprocessor
 from ..engine import Engine
+from ..lifecycle import IncidentActions
 from ..settings import ServerSettings
 
 
@@ -24,6 +26,8 @@ class ApiContext:
     store: Store
     counters: IngestCounters
     engine: Engine | None = None
+    actions: IncidentActions | None = None
+    bulk: BulkReprocessor | None = None
 
 
 def get_context(request: Request) -> ApiContext:

@@ -51,7 +51,7 @@ def list_incidents(
         if value is not None and value.tzinfo is None:
             raise HTTPException(422, f"{name} must include a time zone, e.g. 2026-01-31T12:00:00Z")
     filters = queries.IncidentFilter(
-        state=state,
+        states=(state,) if state else (),
         kind=kind,
         event_type=event_type,
         effect=effect,

@@ -1,0 +1,267 @@
+"""Reprocess callbacks: signed POSTs to the app's repair endpoint, with retries and an audit.
+
+A reprocess request (``reprocess_requested`` in the log, state ``reprocessing``) becomes a
+dispatch: the JSON body below, signed with the Standard Webhooks scheme by the
+``standardwebhooks`` library with every secret of the service's repair target
+(``webhook-id`` = the replay id, the app's idempotency key), delivered by
+:func:`.delivery.deliver`. Every attempt is a ``callback_attempt`` row (status or error,
+latency, a response excerpt of at most 1 KiB). A rejected or exhausted delivery returns the
+incident to ``open`` (``reprocess_failed``, with the reason); a delivered one waits for the
+app's result — a success carrying the replay id resolves the incident (the engine does that),
+and no result within the target's ``result_timeout_s`` reopens it.
+
+Dispatch state lives in the log, so a restart resumes: deliveries in flight continue with their
+next attempt, delivered ones keep waiting for their result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+
+from fulfillwatch.collector_processor.store import Store
+
+from .config import RepairTarget
+from .delivery import Attempt, deliver
+from .incident_log import Journal
+from .schema import CURRENT_STATE_SQL, INCIDENT_LOG_TABLE
+from .signing import signed_request
+from .transitions import State, Transition, TransitionType
+
+_logger = logging.getLogger("fulfillwatch.dispatcher")
+#: How often deliveries that were accepted are checked for a result.
+WATCH_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True)
+class DispatchJob:
+    """One reprocess to deliver."""
+
+    incident_id: str
+    replay_id: str
+    service: str
+    stripe_event_id: str
+    event_type: str
+    effect: str
+    kind: str
+    requested_by: str
+    reason: str
+    requested_at: datetime
+    first_attempt: int = 1
+
+    def body(self, attempt: int) -> dict[str, Any]:
+        """The JSON document the repair endpoint receives."""
+        return {
+            "type": "fulfillwatch.reprocess",
+            "replay_id": self.replay_id,
+            "incident_id": self.incident_id,
+            "stripe_event_id": self.stripe_event_id,
+            "event_type": self.event_type,
+            "effect": self.effect,
+            "kind": self.kind,
+            "attempt": attempt,
+            "requested_by": self.requested_by,
+            "reason": self.reason,
+            "requested_at": self.requested_at.isoformat(),
+        }
+
+    def transition(
+        self, kind: TransitionType, state: State | None, reason: str, cause: str, details: Mapping[str, object]
+    ) -> Transition:
+        """A log row about this dispatch."""
+        return Transition(
+            incident_id=self.incident_id,
+            transition=kind,
+            state=state,
+            kind=self.kind if state is not None else "",
+            actor="system",
+            reason=reason,
+            cause=cause,
+            at=datetime.now(timezone.utc),
+            stripe_event_id=self.stripe_event_id,
+            effect=self.effect if self.effect != self.event_type else "",
+            event_type=self.event_type,
+            service=self.service,
+            replay_id=self.replay_id,
+            details=dict(details),
+        )
+
+
+class Dispatcher:
+    """Delivers reprocess callbacks from the event loop of the process that owns the engine."""
+
+    def __init__(self, store: Store, journal: Journal, targets: Mapping[str, RepairTarget]) -> None:
+        self._store = store
+        self._journal = journal
+        self._targets = dict(targets)
+        self._queue: asyncio.Queue[DispatchJob] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._awaiting: dict[str, tuple[DispatchJob, datetime]] = {}  # replay id → (job, deadline)
+
+    def target_for(self, service: str) -> RepairTarget | None:
+        """The repair target configured for a service."""
+        return self._targets.get(service)
+
+    def submit(self, job: DispatchJob) -> None:
+        """Queue a dispatch (safe from any thread)."""
+        if self._loop is None or self._queue is None:
+            raise RuntimeError("the dispatcher is not running")
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, job)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver queued dispatches until ``stop`` is set; resume unfinished ones first."""
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        async with httpx.AsyncClient() as client:
+            for job in await asyncio.to_thread(self._unfinished):
+                self._queue.put_nowait(job)
+            watcher = asyncio.create_task(self._watch_results(stop))
+            stopped = asyncio.create_task(stop.wait())
+            while not stop.is_set():
+                getter = asyncio.create_task(self._queue.get())
+                done, _ = await asyncio.wait({getter, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                task = asyncio.create_task(self._dispatch(client, getter.result()))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            watcher.cancel()
+            for task in list(self._tasks):  # sleeping retries: the log lets a restart resume them
+                task.cancel()
+            await asyncio.gather(watcher, *self._tasks, return_exceptions=True)
+
+    async def _log(self, transitions: list[Transition]) -> None:
+        await asyncio.to_thread(self._journal.append, transitions, purpose="dispatcher")
+
+    async def _dispatch(self, client: httpx.AsyncClient, job: DispatchJob) -> None:
+        target = self._targets.get(job.service)
+        if target is None:
+            await self._fail(job, f"no repair target is configured for service {job.service!r}")
+            return
+        secrets = target.secret_values()
+
+        def body(attempt: int) -> tuple[bytes, dict[str, str]]:
+            return signed_request(job.replay_id, job.body(attempt), secrets)
+
+        async def record(attempt: Attempt) -> None:
+            reason = f"callback attempt {attempt.number}: {attempt.describe()}"
+            cause = f"{job.replay_id}#{attempt.number}"
+            await self._log(
+                [
+                    job.transition(
+                        TransitionType.CALLBACK_ATTEMPT,
+                        State.REPROCESSING,
+                        reason,
+                        cause,
+                        {**attempt.details(), "url": str(target.url)},
+                    )
+                ]
+            )
+
+        try:
+            last = await deliver(
+                client,
+                str(target.url),
+                body,
+                schedule=target.retry_schedule_s,
+                timeout_s=target.timeout_s,
+                on_attempt=record,
+                first_attempt=job.first_attempt,
+            )
+        except Exception:  # a bug must not leave the incident stuck in reprocessing
+            _logger.exception("dispatch of %s failed", job.replay_id)
+            await self._fail(job, "internal error while dispatching the callback (see the server log)")
+            return
+        if last.outcome == "delivered":
+            deadline = last.at + timedelta(seconds=target.result_timeout_s)
+            self._awaiting[job.replay_id] = (job, deadline)
+        elif last.outcome == "rejected":
+            await self._fail(job, f"the repair endpoint rejected the callback ({last.describe()}); not retried")
+        else:
+            await self._fail(job, f"the callback failed after {last.number} attempts (last: {last.describe()})")
+
+    async def _fail(self, job: DispatchJob, reason: str) -> None:
+        # Back to open only if this reprocess still holds the incident (it may have been ignored
+        # or resolved meanwhile); otherwise the failure is recorded without changing the state.
+        current = await asyncio.to_thread(self._current, job.incident_id)
+        state = State.OPEN if current == (State.REPROCESSING.value, job.replay_id) else None
+        await self._log([job.transition(TransitionType.REPROCESS_FAILED, state, reason, f"{job.replay_id}:failed", {})])
+
+    async def _watch_results(self, stop: asyncio.Event) -> None:
+        """Reopen incidents whose accepted callback produced no result in time."""
+        while not stop.is_set():
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            now = datetime.now(timezone.utc)
+            for replay_id, (job, deadline) in list(self._awaiting.items()):
+                state = await asyncio.to_thread(self._current, job.incident_id)
+                if state != (State.REPROCESSING.value, replay_id):
+                    del self._awaiting[replay_id]  # resolved, failed or reprocessed again
+                elif now >= deadline:
+                    del self._awaiting[replay_id]
+                    await self._fail(job, f"no result from the repair endpoint within {deadline - job.requested_at}")
+
+    def _current(self, incident_id: str) -> tuple[str, str]:
+        row = (
+            self._store.client("dispatcher")
+            .query(
+                f"""SELECT {CURRENT_STATE_SQL}, argMaxIf(replay_id, seq, transition = 'reprocess_requested')
+                FROM {INCIDENT_LOG_TABLE} FINAL WHERE incident_id = {{id:String}}""",
+                parameters={"id": incident_id},
+            )
+            .result_rows[0]
+        )
+        return str(row[0]), str(row[1])
+
+    def _unfinished(self) -> list[DispatchJob]:
+        """Dispatches a previous run left in flight (incidents still reprocessing)."""
+        client = self._store.client("dispatcher")
+        heads = client.query(
+            f"""SELECT incident_id, argMaxIf(replay_id, seq, transition = 'reprocess_requested')
+                FROM {INCIDENT_LOG_TABLE} FINAL GROUP BY incident_id HAVING {CURRENT_STATE_SQL} = 'reprocessing'"""
+        ).result_rows
+        jobs: list[DispatchJob] = []
+        for incident_id, replay_id in heads:
+            rows = list(
+                client.query(
+                    f"""SELECT transition, actor, reason, at, service, stripe_event_id, event_type, effect, kind,
+                               details
+                        FROM {INCIDENT_LOG_TABLE} FINAL
+                        WHERE incident_id = {{id:String}} AND replay_id = {{replay:String}} ORDER BY seq""",
+                    parameters={"id": incident_id, "replay": replay_id},
+                ).named_results()
+            )
+            requested = next((r for r in rows if r["transition"] == TransitionType.REPROCESS_REQUESTED.value), None)
+            if requested is None:
+                continue
+            attempts = [r for r in rows if r["transition"] == TransitionType.CALLBACK_ATTEMPT.value]
+            job = DispatchJob(
+                incident_id,
+                replay_id,
+                requested["service"],
+                requested["stripe_event_id"],
+                requested["event_type"],
+                requested["effect"] or requested["event_type"],
+                requested["kind"],
+                requested["actor"],
+                requested["reason"],
+                requested["at"],
+            )
+            last = json.loads(attempts[-1]["details"]) if attempts else {}
+            if last.get("outcome") == "delivered":
+                target = self._targets.get(job.service)
+                wait = timedelta(seconds=target.result_timeout_s if target is not None else 0)
+                self._awaiting[replay_id] = (job, attempts[-1]["at"] + wait)
+            else:
+                jobs.append(replace(job, first_attempt=len(attempts) + 1))
+        if jobs or self._awaiting:
+            _logger.info("resuming %d callback deliveries, %d awaiting results", len(jobs), len(self._awaiting))
+        return jobs
