@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -190,7 +189,7 @@ class AlertDispatcher:
                 actor="system",
                 reason=f"alert {name} ({destination.type}, {event}): {attempt.describe()}",
                 cause=f"{message_id}#{attempt.number}",
-                at=datetime.now(timezone.utc),
+                at=attempt.at,
                 stripe_event_id=transition.stripe_event_id,
                 effect=transition.effect,
                 event_type=transition.event_type,

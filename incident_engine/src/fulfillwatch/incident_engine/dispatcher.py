@@ -73,9 +73,15 @@ class DispatchJob:
         }
 
     def transition(
-        self, kind: TransitionType, state: State | None, reason: str, cause: str, details: Mapping[str, object]
+        self,
+        kind: TransitionType,
+        state: State | None,
+        reason: str,
+        cause: str,
+        details: Mapping[str, object],
+        at: datetime | None = None,
     ) -> Transition:
-        """A log row about this dispatch."""
+        """A log row about this dispatch (at ``at``, default now)."""
         return Transition(
             incident_id=self.incident_id,
             transition=kind,
@@ -84,7 +90,7 @@ class DispatchJob:
             actor="system",
             reason=reason,
             cause=cause,
-            at=datetime.now(timezone.utc),
+            at=at or datetime.now(timezone.utc),
             stripe_event_id=self.stripe_event_id,
             effect=self.effect if self.effect != self.event_type else "",
             event_type=self.event_type,
@@ -159,10 +165,11 @@ class Dispatcher:
                 [
                     job.transition(
                         TransitionType.CALLBACK_ATTEMPT,
-                        State.REPROCESSING,
+                        None,  # informational: the state stays reprocessing
                         reason,
                         cause,
                         {**attempt.details(), "url": str(target.url)},
+                        at=attempt.at,  # when it was sent: the app's result may come before the answer
                     )
                 ]
             )

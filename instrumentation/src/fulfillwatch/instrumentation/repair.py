@@ -23,7 +23,6 @@ brings the ``standardwebhooks`` library. The signatures also verify with any oth
 Webhooks implementation.
 """
 
-from __future__ import annotations
 
 import asyncio
 import base64
@@ -139,21 +138,12 @@ def _signatures(header: str) -> list[bytes]:
     return found
 
 
-def verify_repair_request(
-    headers: Mapping[str, str],
-    body: bytes | str,
-    secrets: Sequence[str] | str,
-    *,
-    seen: SeenReplayIds | None = None,
-    now: datetime | None = None,
-) -> RepairRequest:
-    """Check a reprocess callback and return it typed.
-
-    ``secrets`` are the ``whsec_`` secrets of this endpoint; during a rotation list the old and
-    the new one. Raises :class:`MalformedRepairRequest`, :class:`TimestampOutsideTolerance`,
-    :class:`InvalidSignature` or — when ``seen`` is given and already holds the replay id —
-    :class:`ReplayedRequest`.
-    """
+def verify_signature(
+    headers: Mapping[str, str], body: bytes | str, secrets: Sequence[str] | str, *, now: datetime | None = None
+) -> tuple[str, datetime, str]:
+    """Check the Standard Webhooks headers of a request; return ``(webhook id, timestamp, body
+    text)``. Raises :class:`MalformedRepairRequest`, :class:`TimestampOutsideTolerance` or
+    :class:`InvalidSignature`."""
     from standardwebhooks import Webhook
 
     lowered = {key.lower(): value for key, value in headers.items()}
@@ -181,12 +171,30 @@ def verify_repair_request(
         raise ValueError("no secrets given to verify with")
     matched = False
     for secret in keys:
-        expected = Webhook(secret).sign(webhook_id, timestamp, text).split(",", 1)[1]
-        digest = base64.b64decode(expected)
+        expected = base64.b64decode(Webhook(secret).sign(webhook_id, timestamp, text).split(",", 1)[1])
         # compare_digest for every offered signature: constant time, whatever matches.
-        matched = any(hmac.compare_digest(digest, candidate) for candidate in offered) or matched
+        matched = any(hmac.compare_digest(expected, candidate) for candidate in offered) or matched
     if not matched:
         raise InvalidSignature("no signature matches (wrong secret, or the body was changed)")
+    return webhook_id, timestamp, text
+
+
+def verify_repair_request(
+    headers: Mapping[str, str],
+    body: bytes | str,
+    secrets: Sequence[str] | str,
+    *,
+    seen: SeenReplayIds | None = None,
+    now: datetime | None = None,
+) -> RepairRequest:
+    """Check a reprocess callback and return it typed.
+
+    ``secrets`` are the ``whsec_`` secrets of this endpoint; during a rotation list the old and
+    the new one. Raises :class:`MalformedRepairRequest`, :class:`TimestampOutsideTolerance`,
+    :class:`InvalidSignature` or — when ``seen`` is given and already holds the replay id —
+    :class:`ReplayedRequest`.
+    """
+    webhook_id, timestamp, text = verify_signature(headers, body, secrets, now=now)
     request = _parse(webhook_id, text, timestamp)
     if seen is not None and not seen.add(request.replay_id):
         raise ReplayedRequest(f"replay {request.replay_id} was already handled")
@@ -326,6 +334,8 @@ def repair_router(
     router = APIRouter()
 
     @router.post(path, include_in_schema=False)
+    # (This module has no "from __future__ import annotations": FastAPI must see the real
+    # Request class here, imported above only when the router is built.)
     async def fulfillwatch_repair(request: Request) -> JSONResponse:
         response = await handle_repair_request_async(
             dict(request.headers), await request.body(), repair, secrets, seen=remembered
