@@ -6,9 +6,10 @@ timelines are the same whichever way a signal came. Authentication is per projec
 needs an ``Idempotency-Key`` header: the signal id is derived from it, a retry with the same key
 and body is answered ``200 duplicate`` without a second row, and the same key with another body
 is refused (409).
-"""
 
-from __future__ import annotations
+(No ``from __future__ import annotations`` here: FastAPI must resolve the route annotations,
+which refer to a dependency defined inside :func:`build_rest_router`.)
+"""
 
 import asyncio
 import hashlib
@@ -109,6 +110,7 @@ def build_rest_router(
                 if seen is not None and seen != fingerprint:
                     raise HTTPException(409, "this Idempotency-Key was used for a different request")
                 if seen is not None or await asyncio.to_thread(_signal_exists, store, signal):
+                    response.status_code = 200
                     return Stored(status="duplicate", signal_id=signal.signal_id)
                 # The signal first, then the key: a crash in between makes the retry find the
                 # signal (duplicate), never a key without its signal (a lost signal).
@@ -117,7 +119,6 @@ def build_rest_router(
             except StoreUnavailable as exc:
                 raise HTTPException(503, f"not stored, retry later: {exc}", {"Retry-After": "5"}) from None
         counters.add(signals_stored=1)
-        response.status_code = 201
         return Stored(status="stored", signal_id=signal.signal_id)
 
     @router.post("/receipt", response_model=Stored, status_code=201, summary="Record a receipt")

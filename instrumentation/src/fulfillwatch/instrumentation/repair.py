@@ -23,7 +23,6 @@ brings the ``standardwebhooks`` library. The signatures also verify with any oth
 Webhooks implementation.
 """
 
-
 import asyncio
 import base64
 import binascii
