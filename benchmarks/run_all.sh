@@ -7,4 +7,5 @@ python=${PYTHON:-.venv/bin/python}
 mkdir -p benchmarks/results
 "$python" benchmarks/bench_instrumentation.py --json benchmarks/results/instrumentation.json
 "$python" benchmarks/bench_ingest.py --json benchmarks/results/ingest.json
+"$python" benchmarks/bench_reprocess.py --json benchmarks/results/reprocess.json
 "$python" benchmarks/bench_detection.py --json benchmarks/results/detection.json

@@ -304,3 +304,42 @@ def test_bulk_reprocess_dry_run_then_a_job_with_progress(
         timeline = server.get(f"/api/incidents/{incident['id']}")["timeline"]
         [requested] = [e for e in timeline if e["type"] == "reprocess_requested"]
         assert requested["details"]["bulk_job_id"] == job["id"]
+
+
+def test_a_delivery_interrupted_by_a_crash_resumes_after_restart(tmp_path: Path, prefix: str) -> None:
+    endpoint = RecordingServer(statuses=[503])  # then 200
+    config = tmp_path / "fulfillwatch.toml"
+    config.write_text(
+        f'[repair_targets.slow-shop]\nurl = "{endpoint.url}/repair"\nsecrets = ["{SECRET}"]\n'
+        "retry_schedule_s = [0, 2]\n"
+    )
+    server = ServeProcess(data_dir=tmp_path / "data", log_path=tmp_path / "serve.log")
+    server.extra_args = ("--config", str(config))
+    try:
+        server.start()
+        incident = _failed_incident(server, prefix, "slow-shop")
+        replay_id = _reprocess(server, incident["id"]).json()["replay_id"]
+        wait_for(lambda: len(endpoint.requests()) == 1, timeout=10, what="the first attempt")
+        wait_for(
+            lambda: (
+                "callback_attempt" in [e["type"] for e in server.get(f"/api/incidents/{incident['id']}")["timeline"]]
+            ),
+            timeout=10,
+            what="the first attempt logged",
+        )
+        server.kill()  # while the second attempt waits for its 2 s delay
+        server.start()
+        wait_for(lambda: len(endpoint.requests()) == 2, timeout=20, what="the resumed attempt")
+        assert [r.headers["webhook-id"] for r in endpoint.requests()] == [replay_id, replay_id]
+
+        def attempts() -> list[dict[str, Any]]:
+            timeline = server.get(f"/api/incidents/{incident['id']}")["timeline"]
+            found = [e["details"] for e in timeline if e["type"] == "callback_attempt"]
+            return found if len(found) == 2 else []
+
+        logged = wait_for(attempts, timeout=10, what="both attempts logged")
+        assert [(a["attempt"], a["status"]) for a in logged] == [(1, 503), (2, 200)]
+        assert server.get(f"/api/incidents/{incident['id']}")["state"] == "reprocessing"  # awaiting the app's result
+    finally:
+        server.kill()
+        endpoint.close()

@@ -89,3 +89,21 @@ def test_the_vocabulary_module_is_standard_library_only() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert done.stdout.strip() in ("[]", "['vocab']")
+
+
+def test_the_cli_makes_secrets_and_api_keys_the_config_accepts() -> None:
+    from fulfillwatch.collector_processor.rest_ingest import hash_api_key
+    from fulfillwatch.incident_engine.config import check_signing_secret
+
+    secret = subprocess.run(
+        [sys.executable, "-m", "fulfillwatch.incident_engine", "new-secret"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    assert check_signing_secret(secret) == secret
+    made = subprocess.run(
+        [sys.executable, "-m", "fulfillwatch.incident_engine", "new-api-key", "legacy", "--service", "legacy-shop"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    key = made.split(": ", 1)[1].split()[0]
+    assert f'key_sha256 = "{hash_api_key(key)}"' in made and 'service = "legacy-shop"' in made

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import secrets
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from fulfillwatch.collector_processor.rest_ingest import hash_api_key
 from fulfillwatch.collector_processor.store import InvalidDsn, StoreUnavailable, parse_dsn
 
 from .settings import SettingsError, load_settings
@@ -92,6 +95,20 @@ def serve(
     except RuntimeError as exc:
         _console.print(f"[red]fulfillwatch:[/red] {exc}")
         raise typer.Exit(1) from None
+
+
+@app.command("new-secret")
+def new_secret() -> None:
+    """Print a new whsec_ signing secret for a repair target (put it in the config and the app)."""
+    typer.echo("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+
+
+@app.command("new-api-key")
+def new_api_key(project: Annotated[str, typer.Argument(help="Project name")], service: str = "") -> None:
+    """Print a REST ingest API key and the config table that accepts it (only its hash is stored)."""
+    key = "fwk_" + secrets.token_urlsafe(32)
+    typer.echo(f"API key (give it to the app; it is not stored anywhere): {key}\n")
+    typer.echo(f'[ingest_projects."{project}"]\nkey_sha256 = "{hash_api_key(key)}"\nservice = "{service or project}"')
 
 
 @app.callback()
