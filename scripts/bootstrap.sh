@@ -46,6 +46,7 @@ pip=("$venv_dir/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install --quiet --upgrade "pip>=25.1"
 packages=(-e ./instrumentation -e ./collector_processor -e ./incident_engine -e ./dashboard)
 if [ "$dev" = 1 ]; then
+  apt_install redis-server    # the Celery integration tests run a real broker
   "${pip[@]}" install --quiet "${packages[@]}" --group dev
 else
   "${pip[@]}" install --quiet "${packages[@]}"

@@ -73,9 +73,13 @@ def test_the_installed_instrumentation_works_and_owns_only_its_namespace(custome
 def test_the_entry_point_is_registered() -> None:
     from importlib.metadata import entry_points
 
-    [entry] = [ep for ep in entry_points(group="opentelemetry_instrumentor") if ep.name == "fulfillwatch"]
-    assert entry.value == "fulfillwatch.instrumentation.instrumentor:FulfillwatchInstrumentor"
-    assert entry.load().__name__ == "FulfillwatchInstrumentor"
+    [entry] = [ep for ep in entry_points(group="opentelemetry_instrumentor") if ep.name == "fulfillwatch_celery"]
+    assert entry.value == "fulfillwatch.instrumentation.celery:CeleryFulfillmentInstrumentor"
+    assert entry.load().__name__ == "CeleryFulfillmentInstrumentor"
+    from importlib.metadata import distribution
+
+    requires = distribution("fulfillwatch-instrumentation").requires or []
+    assert any(r.startswith("celery") and 'extra == "instruments"' in r for r in requires)
 
 
 def test_the_vocabulary_module_is_standard_library_only() -> None:

@@ -50,12 +50,15 @@ The span names and attribute keys are in :mod:`fulfillwatch.instrumentation.voca
 
 from __future__ import annotations
 
+import importlib.util
+
 from . import vocabulary
 from ._config import ALL_EVENT_TYPES, Options
 from ._receipt import ReceiptHandle, record_receipt, watch_event
 from ._result import Fulfillment, fulfillment, record_result
 from ._runtime import configure as _configure
 from ._runtime import force_flush
+from ._runtime import safely as _safely
 from .version import __version__
 
 __all__ = [
@@ -77,7 +80,23 @@ __all__ = [
 def init(**options: object) -> Options:
     """Configure Fulfillwatch; see the module documentation for the options.
 
+    When Celery is importable this also enables the Celery integration
+    (:mod:`fulfillwatch.instrumentation.celery`); ``instrument_celery=False`` prevents it.
     Idempotent: calling it again re-applies options and never creates a second provider.
     Raises ``TypeError`` for an unknown option and ``TypeError``/``ValueError`` for a bad value.
     """
-    return _configure(options)
+    instrument_celery = options.pop("instrument_celery", True)
+    configured = _configure(options)
+    if instrument_celery:
+        _safely(_instrument_celery, None)
+    return configured
+
+
+def _instrument_celery() -> None:
+    if importlib.util.find_spec("celery") is None:
+        return
+    from .celery import CeleryFulfillmentInstrumentor
+
+    instrumentor = CeleryFulfillmentInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
-from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Span, SpanContext, SpanKind, TraceFlags
 
 from . import _runtime
 from . import vocabulary as v
@@ -131,6 +131,16 @@ def _record_receipt(
 
 
 def _emit_receipt(info: EventInfo, effect: str | None, timeout: float | timedelta | None) -> ReceiptHandle:
+    span, handle = start_receipt_span(info, effect, timeout)
+    span.end()
+    return handle
+
+
+def start_receipt_span(
+    info: EventInfo, effect: str | None, timeout: float | timedelta | None
+) -> tuple[Span, ReceiptHandle]:
+    """Start a receipt span without ending it: integrations end it once the acceptance is
+    durable (the Celery one: when the broker took the message). Only ended spans are exported."""
     if not info.type:
         _logger.warning(
             "fulfillwatch: receipt for %s has no event type; pass event_type= (recorded anyway)",
@@ -145,8 +155,7 @@ def _emit_receipt(info: EventInfo, effect: str | None, timeout: float | timedelt
     if effect:
         attributes[v.FULFILLMENT_EFFECT] = effect
     span = _runtime.tracer().start_span(v.RECEIPT_SPAN, kind=SpanKind.INTERNAL, attributes=attributes)
-    span.end()
-    return ReceiptHandle(info.id, info.type, effect or "", due, span.get_span_context())
+    return span, ReceiptHandle(info.id, info.type, effect or "", due, span.get_span_context())
 
 
 def receipt_reference(

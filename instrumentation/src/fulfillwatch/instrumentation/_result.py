@@ -45,6 +45,49 @@ def _mark_failed(span: Span, error: BaseException | str | None) -> None:
     span.set_status(Status(StatusCode.ERROR, message[:1024]))
 
 
+def start_result_span(
+    event: EventRef,
+    effect: str | None,
+    receipt: ReceiptRef,
+    attempt: int | None,
+    replay_id: str | None,
+    event_type: str | None,
+    *,
+    context: otel_context.Context | None = None,
+    start_time: int | None = None,
+) -> Span:
+    """Start a result span (not made current); the integrations end it with
+    :func:`end_result_span`. ``context`` is the parent (default: the current context)."""
+    receipt_context, receipt_effect, receipt_type = receipt_reference(receipt)
+    if type(event) is str:  # the common case, without building an EventInfo
+        attributes: dict[str, AttributeValue] = {v.STRIPE_EVENT_ID: event}
+        if event_type or receipt_type:
+            attributes[v.STRIPE_EVENT_TYPE] = event_type or receipt_type or ""
+    else:
+        attributes = event_info(event, event_type or receipt_type).span_attributes()
+    if not attributes[v.STRIPE_EVENT_ID]:
+        raise ValueError("the Stripe event id is empty")
+    chosen_effect = effect or receipt_effect
+    if chosen_effect:
+        attributes[v.FULFILLMENT_EFFECT] = chosen_effect
+    if attempt is not None:
+        attributes[v.FULFILLMENT_ATTEMPT] = int(attempt)
+    if replay_id:
+        attributes[v.FULFILLMENT_REPLAY_ID] = replay_id
+    links = [Link(receipt_context)] if receipt_context is not None else None
+    return _runtime.tracer().start_span(
+        v.RESULT_SPAN, context, kind=SpanKind.INTERNAL, attributes=attributes, links=links, start_time=start_time
+    )
+
+
+def end_result_span(span: Span, outcome: str, error: BaseException | str | None = None) -> None:
+    """Set the outcome (and the error of a failure) on a result span and end it."""
+    span.set_attribute(v.FULFILLMENT_OUTCOME, outcome)
+    if outcome == v.OUTCOME_FAILURE:
+        _mark_failed(span, error)
+    span.end()
+
+
 class Fulfillment:
     """Record the result of the business effect of a Stripe event (``fulfillment``).
 
@@ -130,26 +173,8 @@ class Fulfillment:
         _runtime.safely(self._finish, None, raised)
 
     def _begin(self) -> None:
-        receipt_context, receipt_effect, receipt_type = receipt_reference(self._receipt)
-        event = self._event
-        if type(event) is str:  # the common case, without building an EventInfo
-            attributes: dict[str, AttributeValue] = {v.STRIPE_EVENT_ID: event}
-            if self._event_type or receipt_type:
-                attributes[v.STRIPE_EVENT_TYPE] = self._event_type or receipt_type or ""
-        else:
-            attributes = event_info(event, self._event_type or receipt_type).span_attributes()
-        if not attributes[v.STRIPE_EVENT_ID]:
-            raise ValueError("the Stripe event id is empty")
-        chosen_effect = self._effect or receipt_effect
-        if chosen_effect:
-            attributes[v.FULFILLMENT_EFFECT] = chosen_effect
-        if self._attempt is not None:
-            attributes[v.FULFILLMENT_ATTEMPT] = int(self._attempt)
-        if self._replay_id:
-            attributes[v.FULFILLMENT_REPLAY_ID] = self._replay_id
-        links = [Link(receipt_context)] if receipt_context is not None else None
-        self._span = _runtime.tracer().start_span(
-            v.RESULT_SPAN, kind=SpanKind.INTERNAL, attributes=attributes, links=links
+        self._span = start_result_span(
+            self._event, self._effect, self._receipt, self._attempt, self._replay_id, self._event_type
         )
         # Spans the business code opens inside the block become children of the result span.
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
@@ -163,11 +188,7 @@ class Fulfillment:
             return
         if raised is not None:
             self._outcome, self._error = v.OUTCOME_FAILURE, raised
-        outcome = self._outcome or v.OUTCOME_SUCCESS
-        span.set_attribute(v.FULFILLMENT_OUTCOME, outcome)
-        if outcome == v.OUTCOME_FAILURE:
-            _mark_failed(span, self._error)
-        span.end()
+        end_result_span(span, self._outcome or v.OUTCOME_SUCCESS, self._error)
 
     # --- context manager and decorator protocols ----------------------------------------------
 

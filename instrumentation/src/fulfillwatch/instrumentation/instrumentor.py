@@ -1,9 +1,9 @@
-"""``FulfillwatchInstrumentor``: the OpenTelemetry-conventional way to switch Fulfillwatch on.
+"""``FulfillwatchInstrumentor``: the OpenTelemetry-conventional way to configure Fulfillwatch.
 
-It is registered under the ``opentelemetry_instrumentor`` entry point (name ``fulfillwatch``), so
-``opentelemetry-instrument python app.py`` configures Fulfillwatch with the provider the
-auto-instrumentation installed, with options from the ``FULFILLWATCH_*`` variables. In code,
-``FulfillwatchInstrumentor().instrument(tracer_provider=...)`` is the same as :func:`init`.
+``FulfillwatchInstrumentor().instrument(tracer_provider=...)`` is the same as :func:`init` with
+that provider, for apps that set up instrumentations in one place. It instruments no library,
+so it is not registered as an ``opentelemetry_instrumentor`` entry point; the registered one is
+the Celery integration (``fulfillwatch_celery``), which also configures Fulfillwatch.
 """
 
 from __future__ import annotations
