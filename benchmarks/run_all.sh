@@ -8,4 +8,5 @@ mkdir -p benchmarks/results
 "$python" benchmarks/bench_instrumentation.py --json benchmarks/results/instrumentation.json
 "$python" benchmarks/bench_ingest.py --json benchmarks/results/ingest.json
 "$python" benchmarks/bench_reprocess.py --json benchmarks/results/reprocess.json
+"$python" benchmarks/bench_celery.py --json benchmarks/results/celery.json
 "$python" benchmarks/bench_detection.py --json benchmarks/results/detection.json
