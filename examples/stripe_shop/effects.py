@@ -75,9 +75,18 @@ def _apply(connection: sqlite3.Connection, effect: str, event: dict[str, Any]) -
         raise ValueError(f"unknown effect {effect!r}")
 
 
-def apply(effect: str, event: dict[str, Any], *, attempt: int = 1, already_done: Callable[[], None]) -> bool:
+def apply(
+    effect: str,
+    event: dict[str, Any],
+    *,
+    attempt: int = 1,
+    already_done: Callable[[], None],
+    repairing: bool = False,
+) -> bool:
     """Apply ``effect`` for ``event`` once; ``already_done()`` is called (and ``False``
-    returned) when the idempotency table says it was applied before."""
+    returned) when the idempotency table says it was applied before. Injected failures do not
+    apply to a repair (``repairing``): by then "the bug was fixed"."""
+    chaos = (lambda: None) if repairing else (lambda: _chaos(event, attempt))
     with closing(db.connect(CONFIG.db_path)) as connection:
         key = (event["id"], effect)
         if CONFIG.idempotency_bug:
@@ -86,13 +95,13 @@ def apply(effect: str, event: dict[str, Any], *, attempt: int = 1, already_done:
             except sqlite3.IntegrityError:
                 already_done()
                 return False
-            _chaos(event, attempt)
+            chaos()
             _apply(connection, effect, event)
             return True
         if connection.execute("SELECT 1 FROM processed_events WHERE event_id = ? AND effect = ?", key).fetchone():
             already_done()
             return False
-        _chaos(event, attempt)
+        chaos()
         connection.execute("BEGIN IMMEDIATE")
         try:
             _apply(connection, effect, event)

@@ -46,7 +46,7 @@ def repair(request: RepairRequest) -> None:
     event = db.load_event(CONFIG.inbox_path, request.stripe_event_id)
     if event is None:
         raise LookupError(f"event {request.stripe_event_id} is not in the inbox")
-    effects.apply(request.effect, event, already_done=lambda: None)
+    effects.apply(request.effect, event, already_done=lambda: None, repairing=True)
 
 
 app.include_router(repair_router(repair, secrets=list(CONFIG.repair_secrets)))

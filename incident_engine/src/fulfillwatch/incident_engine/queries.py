@@ -44,7 +44,9 @@ _PAGE = """
 """
 
 
-def _summary_sql(where: str, having: str) -> str:
+def summary_sql(where: str, having: str) -> str:
+    """The per-incident summary query with the given WHERE (stored columns) and HAVING
+    (derived: ``current_state``, ``current_kind``, ``opened_at``...) conditions."""
     return _SUMMARY.replace("__WHERE__", where).replace("__HAVING__", having)
 
 
@@ -58,6 +60,7 @@ class IncidentFilter:
     effect: str | None = None
     service: str | None = None
     stripe_event_id: str | None = None
+    incident_ids: tuple[str, ...] = ()
     opened_since: datetime | None = None
     opened_until: datetime | None = None
 
@@ -77,6 +80,9 @@ class IncidentFilter:
         if self.stripe_event_id:
             where.append("stripe_event_id = {stripe_event_id:String}")
             params["stripe_event_id"] = self.stripe_event_id
+        if self.incident_ids:
+            where.append("incident_id IN {incident_ids:Array(String)}")
+            params["incident_ids"] = list(self.incident_ids)
         if self.states:
             having.append("current_state IN {states:Array(String)}")
             params["states"] = list(self.states)
@@ -103,7 +109,7 @@ class IncidentPage:
 def _summaries(
     client: Client, where: str, having: str, params: dict[str, Any], limit: int, offset: int
 ) -> IncidentPage:
-    sql = _PAGE.replace("__SUMMARY__", _summary_sql(where, having))
+    sql = _PAGE.replace("__SUMMARY__", summary_sql(where, having))
     rows = list(client.query(sql, parameters={**params, "limit": limit, "offset": offset}).named_results())
     page = IncidentPage(total=int(rows[0]["total"]) if rows else 0)
     for row in rows:
@@ -130,7 +136,7 @@ def _summaries(
 
 def count_incidents(client: Client, where: str, having: str, params: dict[str, Any]) -> int:
     """How many incidents match."""
-    wrapped = f"SELECT count() FROM ({_summary_sql(where, having)})"
+    wrapped = f"SELECT count() FROM ({summary_sql(where, having)})"
     return int(client.query(wrapped, parameters=params).result_rows[0][0])
 
 

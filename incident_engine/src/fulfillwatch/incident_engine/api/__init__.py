@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..version import __version__
-from . import actions, health, incidents
+from . import actions, health, incidents, stats
 from .context import STORE_ERRORS, ApiContext
 
 __all__ = ["ApiContext", "create_api_app"]
@@ -23,6 +23,7 @@ def create_api_app(context: ApiContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(incidents.router)
     app.include_router(actions.router)
+    app.include_router(stats.router)
 
     async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
         context.store.discard("api")

@@ -53,6 +53,7 @@ class ReprocessAccepted(BaseModel):
 class BulkFilter(BaseModel):
     """Which incidents a bulk reprocess covers (active ones unless ``states`` says otherwise)."""
 
+    incident_ids: list[str] = Field(default_factory=list, max_length=10_000, description="Only these incidents")
     states: list[StateName] = Field(default_factory=list)
     kind: KindName | None = None
     event_type: str | None = Field(None, max_length=256)
@@ -63,6 +64,7 @@ class BulkFilter(BaseModel):
 
     def to_query(self) -> queries.IncidentFilter:
         return queries.IncidentFilter(
+            incident_ids=tuple(self.incident_ids),
             states=tuple(self.states),
             kind=self.kind,
             event_type=self.event_type,

@@ -1,0 +1,116 @@
+"""Figures for the dashboard's overview: open incidents, success rate, latency, time to resolve.
+
+All of it over a window of receipt time (default 24 h), from the same tables the engine uses:
+the window's receipts come from ``fw_signals`` (partition-pruned by time), their summaries from
+``fw_expectations``, incidents from the log.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
+
+from .engine_state import load_heartbeat, load_watermarks
+from .queries import IncidentFilter, summary_sql
+from .schema import EPOCH_SQL, EXPECTATIONS_TABLE, INCIDENT_LOG_TABLE
+from .transitions import ACTIVE_STATES
+
+_WINDOW_EXPECTATIONS = f"""
+    SELECT stripe_event_id, effect, max(event_type) AS type, min(receipt_at) AS received,
+           min(due_at) AS due, max(last_result) AS result
+    FROM {EXPECTATIONS_TABLE}
+    WHERE (stripe_event_id, effect) IN (
+        SELECT stripe_event_id, effect FROM {SIGNALS_TABLE}
+        WHERE signal = 'receipt' AND at >= {{since:DateTime64(6, 'UTC')}}
+    )
+    GROUP BY stripe_event_id, effect
+"""
+
+_OUTCOMES = f"""
+    SELECT
+        countIf(tupleElement(result, 1) > {EPOCH_SQL} AND tupleElement(result, 3) = 'success') AS fulfilled,
+        countIf(tupleElement(result, 1) > {EPOCH_SQL} AND tupleElement(result, 3) = 'failure') AS failed,
+        countIf(tupleElement(result, 1) = {EPOCH_SQL} AND due <= {{now:DateTime64(6, 'UTC')}}) AS overdue,
+        countIf(tupleElement(result, 1) = {EPOCH_SQL} AND due > {{now:DateTime64(6, 'UTC')}}) AS pending
+    FROM ({_WINDOW_EXPECTATIONS})
+"""
+
+_LATENCY = f"""
+    SELECT toStartOfHour(received) AS hour, type,
+           count() AS fulfilled,
+           quantiles(0.5, 0.95, 0.99)(
+               toFloat64(dateDiff('millisecond', received, tupleElement(result, 1))) / 1000) AS seconds
+    FROM ({_WINDOW_EXPECTATIONS})
+    WHERE tupleElement(result, 3) = 'success' AND tupleElement(result, 1) >= received
+    GROUP BY hour, type
+    ORDER BY hour, type
+"""
+
+_TIME_TO_RESOLVE = f"""
+    SELECT count(), avg(dateDiff('millisecond', opened, resolved)) / 1000
+    FROM (
+        SELECT incident_id, min(at) AS opened, maxIf(at, transition = 'resolved') AS resolved
+        FROM {INCIDENT_LOG_TABLE} FINAL
+        GROUP BY incident_id
+        HAVING countIf(transition = 'resolved') > 0 AND resolved >= {{since:DateTime64(6, 'UTC')}}
+    )
+"""
+
+
+def _open_by(client: Client, column: str) -> dict[str, int]:
+    active = IncidentFilter(states=tuple(state.value for state in ACTIVE_STATES))
+    where, having, params = active.clauses()
+    rows = client.query(
+        f"SELECT {column}, count() FROM ({summary_sql(where, having)}) GROUP BY {column} ORDER BY count() DESC",
+        parameters=params,
+    ).result_rows
+    return {str(key): int(count) for key, count in rows}
+
+
+def overview(client: Client, window: timedelta, stale_after: timedelta) -> dict[str, Any]:
+    """Everything the overview page shows, computed now."""
+    now = datetime.now(timezone.utc)
+    since = now - window
+    params = {"since": since, "now": now}
+    fulfilled, failed, overdue, pending = client.query(_OUTCOMES, parameters=params).result_rows[0]
+    decided = fulfilled + failed + overdue
+    resolved, mean_s = client.query(_TIME_TO_RESOLVE, parameters=params).result_rows[0]
+    heartbeat = load_heartbeat(client)
+    marks = load_watermarks(client)
+    engine: dict[str, Any] = {"heartbeat_at": None, "heartbeat_age_s": None, "stale": True, "evaluation_lag_s": None}
+    if heartbeat is not None:
+        age = (now - heartbeat.at).total_seconds()
+        engine = {
+            "heartbeat_at": heartbeat.at,
+            "heartbeat_age_s": round(age, 3),
+            "stale": age > stale_after.total_seconds(),
+            "evaluation_lag_s": round(max(0.0, (now - marks.ingested).total_seconds()), 3),
+            "last_tick_ms": heartbeat.tick_ms,
+        }
+    return {
+        "window_hours": round(window.total_seconds() / 3600, 3),
+        "generated_at": now,
+        "open_by_kind": _open_by(client, "current_kind"),
+        "open_by_event_type": _open_by(client, "type"),
+        "open_by_effect": _open_by(client, "if(effect_key = '', type, effect_key)"),
+        "expectations": {"fulfilled": fulfilled, "failed": failed, "overdue": overdue, "pending": pending},
+        "success_rate": round(fulfilled / decided, 5) if decided else None,
+        "latency": [
+            {
+                "hour": hour,
+                "event_type": event_type,
+                "fulfilled": count,
+                "p50_s": seconds[0],
+                "p95_s": seconds[1],
+                "p99_s": seconds[2],
+            }
+            for hour, event_type, count, seconds in client.query(_LATENCY, parameters=params).result_rows
+        ],
+        "resolved": int(resolved),
+        "mean_time_to_resolve_s": round(float(mean_s), 3) if resolved else None,
+        "engine": engine,
+    }
