@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Prepare .venv with the Fulfillwatch packages (editable) on a fresh Debian/Ubuntu machine.
 #   bash scripts/bootstrap.sh          # the product
+#   bash scripts/bootstrap.sh --demo   # + what the demo's example shop needs (redis-server, Celery)
 #   bash scripts/bootstrap.sh --dev    # + test and lint tools, and the Debian packages tests use
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dev=0
-[ "${1:-}" = "--dev" ] && dev=1
+mode=${1:-}
+case "$mode" in
+  ""|--demo|--dev) ;;
+  *) echo "bootstrap: unknown option $mode (use --demo or --dev)" >&2; exit 2 ;;
+esac
 venv_dir="${FULFILLWATCH_VENV:-.venv}"
 
 as_root() {
@@ -45,8 +49,13 @@ fi
 pip=("$venv_dir/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install --quiet --upgrade "pip>=25.1"
 packages=(-e ./instrumentation -e ./collector_processor -e ./incident_engine -e ./dashboard)
-if [ "$dev" = 1 ]; then
-  apt_install redis-server    # the Celery integration tests run a real broker
+if [ "$mode" = --demo ]; then
+  apt_install redis-server
+  "${pip[@]}" install --quiet "${packages[@]}" -r examples/stripe_shop/requirements.txt
+elif [ "$mode" = --dev ]; then
+  # The Celery tests run a real broker; the browser test drives Debian's chromium (emoji font
+  # so the screenshots show the dashboard's icons).
+  apt_install redis-server chromium fonts-noto-color-emoji
   "${pip[@]}" install --quiet "${packages[@]}" --group dev
 else
   "${pip[@]}" install --quiet "${packages[@]}"

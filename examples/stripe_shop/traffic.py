@@ -36,7 +36,7 @@ MIX = (
     (70, "healthy"),
     (8, "bug"),
     (7, "late_tenant"),
-    (6, "slow"),
+    (5, "slow"),
     (9, "transient"),
 )
 
@@ -88,7 +88,7 @@ def run(
             if kind == "bug":
                 chaos = "raise"
             elif kind == "slow":
-                chaos = "slow:30"
+                chaos = "slow:28"
             elif kind == "transient":
                 chaos = "transient"
             elif kind == "late_tenant":

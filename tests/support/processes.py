@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -13,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import redis
+
+from fulfillwatch.incident_engine.processes import Child
 
 from .serve import ROOT, free_port, wait_for
 
@@ -72,43 +72,8 @@ def _ping(client: redis.Redis) -> bool:
         return False
 
 
-@dataclass
-class ManagedProcess:
-    """A long-running child process with its own log file and process group."""
-
-    command: list[str]
-    env: Mapping[str, str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ManagedProcess:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.command, env=dict(self.env), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-        )
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 30) -> None:
-        """SIGTERM to the whole group (a prefork worker's children too), then wait."""
-        if self.alive():
-            assert self.process is not None
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def kill(self) -> None:
-        """SIGKILL the whole group: no cleanup, no goodbye."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+#: Child processes of the tests are the product's own (see fulfillwatch.incident_engine.processes).
+ManagedProcess = Child
 
 
 def celery_worker(
@@ -134,7 +99,7 @@ def celery_worker(
         "--without-mingle",
         "--without-heartbeat",
     ]
-    worker = ManagedProcess(command, env, log_path).start()
+    worker = Child("celery worker", command, env, log_path, ROOT).start()
     wait_for(lambda: "ready." in worker.log() or not worker.alive(), timeout=60, what="the Celery worker")
     assert worker.alive(), f"the worker exited:\n{worker.log()}"
     return worker
@@ -143,9 +108,11 @@ def celery_worker(
 def uvicorn_app(app: str, port: int, env: Mapping[str, str], log_path: Path, health: str) -> ManagedProcess:
     """A real uvicorn process serving ``app``; ready when ``health`` answers."""
     server = ManagedProcess(
+        app,
         [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env,
         log_path,
+        ROOT,
     ).start()
 
     def up() -> bool:

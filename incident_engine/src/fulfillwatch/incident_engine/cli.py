@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Optional
@@ -95,6 +96,41 @@ def serve(
     except RuntimeError as exc:
         _console.print(f"[red]fulfillwatch:[/red] {exc}")
         raise typer.Exit(1) from None
+
+
+@app.command()
+def demo(
+    root: Annotated[Path, typer.Option(help="The Fulfillwatch checkout (the example shop lives there)")] = Path("."),
+    data_dir: Annotated[Path, typer.Option(help="Demo data, wiped at start")] = Path(".fulfillwatch/demo"),
+    dashboard_port: int = 8501,
+    api_port: int = 8000,
+    otlp_port: int = 4318,
+    shop_port: int = 8100,
+    redis_port: int = 6390,
+    rate: Annotated[float, typer.Option(help="Webhooks per second")] = 1.5,
+) -> None:
+    """Run the whole product with an example shop that sometimes fails (Ctrl-C stops it)."""
+    from .demo import Demo, DemoError, DemoPorts
+
+    token = os.environ.get("FULFILLWATCH_API_TOKEN") or secrets.token_urlsafe(24)
+    ports = DemoPorts(otlp=otlp_port, api=api_port, dashboard=dashboard_port, shop=shop_port, redis=redis_port)
+
+    def announce(running: Demo) -> None:
+        _console.print(
+            f"\n[bold green]Fulfillwatch demo is running.[/bold green] Incidents appear within a minute.\n"
+            f"  Dashboard  [bold]{running.dashboard_url}[/bold]  (demo mode: no login)\n"
+            f"  API        {running.api_url}/docs   token [bold]{token}[/bold]\n"
+            f"  Logs       {running.logs}\n"
+            "Open an incident whose reason is a PlanMappingError and click Reprocess: the shop repairs it.\n"
+            "Press Ctrl-C to stop."
+        )
+
+    try:
+        Demo(root.resolve(), data_dir.resolve(), ports, token, rate).run_until_stopped(announce)
+    except DemoError as exc:
+        _console.print(f"[red]fulfillwatch demo:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _console.print("demo stopped")
 
 
 @app.command("new-secret")

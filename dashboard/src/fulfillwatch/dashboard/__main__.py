@@ -1,0 +1,5 @@
+"""``python -m fulfillwatch.dashboard`` runs the dashboard."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,23 @@
+"""The Fulfillwatch dashboard (Streamlit entry point): ``fulfillwatch-dashboard``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from fulfillwatch.dashboard import ui
+
+st.set_page_config(page_title="Fulfillwatch", page_icon="🧾", layout="wide")
+_PAGES = Path(__file__).parent / "pages"
+
+if ui.logged_in():
+    navigation = st.navigation(
+        [
+            st.Page(_PAGES / "overview.py", title="Overview", icon="📊", url_path="overview", default=True),
+            st.Page(_PAGES / "incidents.py", title="Incidents", icon="🚨", url_path="incidents"),
+            st.Page(_PAGES / "incident.py", title="Incident", icon="🧾", url_path="incident"),
+            st.Page(_PAGES / "event.py", title="Event lookup", icon="🔎", url_path="event"),
+        ]
+    )
+    navigation.run()
