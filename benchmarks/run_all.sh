@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every benchmark once; JSON results go to benchmarks/results/ (summarised in docs/BENCHMARKS.md).
-#   bash benchmarks/run_all.sh            (about 25 minutes on 2 cores; the 50 M store needs ~6 GiB of disk)
+#   bash benchmarks/run_all.sh            (about 27 minutes on 2 cores; the 50 M store needs ~6 GiB of disk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
@@ -10,3 +10,4 @@ mkdir -p benchmarks/results
 "$python" benchmarks/bench_reprocess.py --json benchmarks/results/reprocess.json
 "$python" benchmarks/bench_celery.py --json benchmarks/results/celery.json
 "$python" benchmarks/bench_detection.py --json benchmarks/results/detection.json
+"$python" benchmarks/bench_dashboard.py --json benchmarks/results/dashboard.json
