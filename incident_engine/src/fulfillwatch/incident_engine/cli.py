@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ from rich.logging import RichHandler
 from fulfillwatch.collector_processor.rest_ingest import hash_api_key
 from fulfillwatch.collector_processor.store import InvalidDsn, StoreUnavailable, parse_dsn
 
-from .settings import SettingsError, load_settings
+from .settings import ALL_ROLES, Role, SettingsError, load_settings
 
 app = typer.Typer(
     help="Fulfillwatch: find paid Stripe events whose business effect failed or never happened.",
@@ -59,43 +59,102 @@ def serve(
 
     The store is FULFILLWATCH_CLICKHOUSE_DSN (default: embedded ClickHouse in --data-dir).
     """
+    _run(
+        ALL_ROLES,
+        config,
+        log_level,
+        data_dir=data_dir,
+        otlp_port=otlp_port,
+        api_port=api_port,
+        host=host,
+        demo=demo or None,
+        engine_interval_s=engine_interval,
+        default_timeout_s=default_timeout,
+    )
+
+
+def _run(roles: frozenset[Role], config: Path | None, log_level: str, **overrides: Any) -> None:
+    """Validate the settings, say what runs where, and run ``roles`` until stopped."""
     _configure_logging(log_level)
     try:
-        settings = load_settings(
-            config,
-            data_dir=data_dir,
-            otlp_port=otlp_port,
-            api_port=api_port,
-            host=host,
-            demo=demo or None,
-            engine_interval_s=engine_interval,
-            default_timeout_s=default_timeout,
-        )
+        settings = load_settings(config, **overrides)
         location = parse_dsn(settings.clickhouse_dsn, settings.data_dir)
     except (SettingsError, InvalidDsn) as exc:
         _console.print(f"[red]fulfillwatch: invalid configuration:[/red] {exc}")
         raise typer.Exit(2) from None
-    _console.print(
-        f"[bold]Fulfillwatch[/bold] store {location.describe()}\n"
-        f"  OTLP/HTTP  http://{settings.host}:{settings.otlp_port}/v1/traces\n"
-        f"  API        http://{settings.host}:{settings.api_port}/api/incidents  (docs: /docs)"
-    )
-    for service, target in settings.repair_targets.items():
-        _console.print(f"  repair     {service} → {target.url} ({len(target.secrets)} signing secret(s))")
-    for name, destination in settings.alerts.items():
-        _console.print(f"  alerts     {name}: {destination.type}")
+    if roles != ALL_ROLES and location.embedded:
+        command = next(iter(roles)) if len(roles) == 1 else "the split services"
+        _console.print(
+            f"[red]fulfillwatch {command}: needs a ClickHouse server[/red] "
+            "(FULFILLWATCH_CLICKHOUSE_DSN=http(s)://user:password@host:8123/db). "
+            f"The store is {location.describe()}: an embedded chDB directory can be opened by one process "
+            "only, so on chDB run `fulfillwatch serve`, which hosts the receiver, the engine and the API "
+            "in one process."
+        )
+        raise typer.Exit(2)
+    lines = [f"[bold]Fulfillwatch[/bold] {' + '.join(sorted(roles))} · store {location.describe()}"]
+    if "collector" in roles and settings.receive_otlp:
+        lines.append(f"  OTLP/HTTP  http://{settings.host}:{settings.otlp_port}/v1/traces")
+    if "api" in roles:
+        lines.append(f"  API        http://{settings.host}:{settings.api_port}/api/incidents  (docs: /docs)")
+        for service, target in settings.repair_targets.items():
+            lines.append(f"  repair     {service} → {target.url} ({len(target.secrets)} signing secret(s))")
+    if "engine" in roles and settings.otel_traces_table:
+        lines.append(f"  importing  fulfillment spans from {settings.otel_traces_table}")
+    if "api" in roles or "engine" in roles:
+        for name, destination in settings.alerts.items():
+            lines.append(f"  alerts     {name}: {destination.type}")
     if settings.demo:
-        _console.print(f"  demo mode: API token [bold]{settings.token()}[/bold]")
+        lines.append(f"  demo mode: API token [bold]{settings.token()}[/bold]")
+    _console.print("\n".join(lines))
     from .server import serve as run_server
 
     try:
-        asyncio.run(run_server(settings))
+        asyncio.run(run_server(settings, roles))
     except StoreUnavailable as exc:
         _console.print(f"[red]fulfillwatch: store unavailable:[/red] {exc}")
         raise typer.Exit(1) from None
     except RuntimeError as exc:
         _console.print(f"[red]fulfillwatch:[/red] {exc}")
         raise typer.Exit(1) from None
+
+
+_Config = Annotated[
+    Optional[Path], typer.Option("--config", help="TOML file (the same as serve's); the store is its DSN")
+]
+_LogLevel = Annotated[str, typer.Option(help="debug | info | warning | error")]
+
+
+@app.command()
+def collector(
+    config: _Config = None,
+    otlp_port: Annotated[Optional[int], typer.Option(help="OTLP/HTTP port [default 4318]")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to bind [default 127.0.0.1]")] = None,
+    log_level: _LogLevel = "info",
+) -> None:
+    """Split service: the OTLP/REST receiver only (needs a ClickHouse server; scale it out)."""
+    _run(frozenset({"collector"}), config, log_level, otlp_port=otlp_port, host=host)
+
+
+@app.command()
+def engine(
+    config: _Config = None,
+    engine_interval: Annotated[Optional[float], typer.Option(help="Seconds between evaluations [default 5]")] = None,
+    log_level: _LogLevel = "info",
+) -> None:
+    """Split service: incident detection only (needs a ClickHouse server; one runs, others stand by)."""
+    _run(frozenset({"engine"}), config, log_level, engine_interval_s=engine_interval)
+
+
+@app.command()
+def api(
+    config: _Config = None,
+    api_port: Annotated[Optional[int], typer.Option(help="HTTP API port [default 8000]")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to bind [default 127.0.0.1]")] = None,
+    log_level: _LogLevel = "info",
+) -> None:
+    """Split service: the HTTP API, lifecycle actions and reprocess callbacks (needs a ClickHouse server)."""
+    _run(frozenset({"api"}), config, log_level, api_port=api_port, host=host)
 
 
 @app.command()

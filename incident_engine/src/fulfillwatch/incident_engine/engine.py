@@ -16,11 +16,14 @@ not the size of the history. A failure result wakes the engine at once (``wake()
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -30,10 +33,20 @@ from fulfillwatch.collector_processor.store import Store, StoreUnavailable
 from .engine_state import EPOCH, Heartbeat, Watermarks, load_watermarks, save_heartbeat, save_watermarks
 from .expectations import Window, evaluate_window, next_data
 from .incident_log import Journal
+from .lease import EngineLease
 from .status import assess
 from .transitions import Transition, plan
 
 _logger = logging.getLogger("fulfillwatch.engine")
+
+
+class SignalImporter(Protocol):
+    """A source of signals other than the receiver (see :mod:`.otel_traces`)."""
+
+    table: str
+
+    def run(self) -> object:
+        """Import what is new."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +78,18 @@ class TickReport:
 class Engine:
     """Evaluates expectations against the store and appends incident transitions."""
 
-    def __init__(self, store: Store, settings: EngineSettings | None = None, *, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: EngineSettings | None = None,
+        *,
+        journal: Journal | None = None,
+        importers: Sequence[SignalImporter] = (),
+        lease: EngineLease | None = None,
+    ) -> None:
         self.store = store
+        self.importers = tuple(importers)
+        self.lease = lease
         self.settings = settings or EngineSettings()
         self.engine_id = f"engine-{uuid.uuid4().hex[:8]}"
         self.journal = journal or Journal(store)
@@ -77,6 +100,7 @@ class Engine:
     def tick(self) -> TickReport:
         """Evaluate once (blocking; the async loop runs it in a worker thread)."""
         started = time.perf_counter()
+        self._import()
         client = self.store.client("engine")
         now: datetime = client.query("SELECT now64(6, 'UTC')").result_rows[0][0]
         marks = self._skip_empty_stretches(client, load_watermarks(client), now)
@@ -118,6 +142,14 @@ class Engine:
             )
         return report
 
+    def _import(self) -> None:
+        """Bring in signals from other tables first, so this tick evaluates them."""
+        for importer in self.importers:
+            try:
+                importer.run()
+            except Exception:  # a broken source must not stop detection of the others
+                _logger.exception("importing signals from %s failed; retrying next tick", importer.table)
+
     def _skip_empty_stretches(self, client: Client, marks: Watermarks, now: datetime) -> Watermarks:
         """When far behind (first run, long outage), jump to just before the next data."""
         step = timedelta(seconds=self.settings.max_window_s)
@@ -143,7 +175,8 @@ class Engine:
             self._wakeup.clear()
             caught_up = True
             try:
-                caught_up = (await asyncio.to_thread(self.tick)).caught_up
+                if self.lease is None or await asyncio.to_thread(self.lease.hold):
+                    caught_up = (await asyncio.to_thread(self.tick)).caught_up
                 failures = 0
             except (StoreUnavailable, ClickHouseError, OSError) as exc:
                 failures += 1
@@ -156,6 +189,9 @@ class Engine:
             if not caught_up:
                 delay = 0.0  # a backlog: keep going
             await _sleep_until(stop, self._wakeup, delay, self.settings.min_gap_s)
+        if self.lease is not None:
+            with contextlib.suppress(StoreUnavailable, ClickHouseError, OSError):
+                await asyncio.to_thread(self.lease.release)
 
 
 async def _sleep_until(stop: asyncio.Event, wakeup: asyncio.Event, delay: float, min_gap: float) -> None:

@@ -1,4 +1,4 @@
-"""The engine's persisted state: evaluation watermarks and the heartbeat.
+"""The engine's persisted state: evaluation watermarks, the heartbeat, importer positions.
 
 Watermarks are written after the transitions of a tick, so a crash between the two only makes
 the next tick look at the same window again — which plans no new transitions.
@@ -45,7 +45,8 @@ class Heartbeat:
         return {**asdict(self), "at": self.at.isoformat()}
 
 
-def _read(client: Client, key: str) -> dict[str, Any] | None:
+def read_state(client: Client, key: str) -> dict[str, Any] | None:
+    """The latest JSON value stored under ``key``."""
     rows = client.query(
         f"SELECT value FROM {ENGINE_STATE_TABLE} FINAL WHERE key = {{key:String}}",
         parameters={"key": key},
@@ -53,7 +54,8 @@ def _read(client: Client, key: str) -> dict[str, Any] | None:
     return json.loads(rows[0][0]) if rows else None
 
 
-def _write(client: Client, key: str, value: dict[str, Any], at: datetime) -> None:
+def write_state(client: Client, key: str, value: dict[str, Any], at: datetime) -> None:
+    """Store a new JSON value under ``key`` (the latest write wins)."""
     # The version, not the time written, decides which row FINAL keeps: a watermark moved back
     # on purpose (a re-evaluation) must win over a later-stamped older one.
     client.insert(
@@ -65,7 +67,7 @@ def _write(client: Client, key: str, value: dict[str, Any], at: datetime) -> Non
 
 def load_watermarks(client: Client) -> Watermarks:
     """The stored watermarks (epoch when the engine never ran: evaluate everything)."""
-    value = _read(client, _WATERMARKS)
+    value = read_state(client, _WATERMARKS)
     if value is None:
         return Watermarks()
     return Watermarks(
@@ -77,17 +79,17 @@ def load_watermarks(client: Client) -> Watermarks:
 def save_watermarks(client: Client, marks: Watermarks) -> None:
     """Persist the watermarks."""
     value = {"ingested": marks.ingested.isoformat(), "due": marks.due.isoformat()}
-    _write(client, _WATERMARKS, value, marks.ingested)
+    write_state(client, _WATERMARKS, value, marks.ingested)
 
 
 def save_heartbeat(client: Client, beat: Heartbeat) -> None:
     """Persist the heartbeat."""
-    _write(client, _HEARTBEAT, beat.to_json(), beat.at)
+    write_state(client, _HEARTBEAT, beat.to_json(), beat.at)
 
 
 def load_heartbeat(client: Client) -> Heartbeat | None:
     """The latest heartbeat, if the engine ever ran."""
-    value = _read(client, _HEARTBEAT)
+    value = read_state(client, _HEARTBEAT)
     if value is None:
         return None
     return Heartbeat(**{**value, "at": datetime.fromisoformat(value["at"])})

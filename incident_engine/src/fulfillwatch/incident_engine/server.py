@@ -1,9 +1,19 @@
-"""``fulfillwatch serve``: receiver, engine and API in one process around one store.
+"""``fulfillwatch serve``: receiver, engine and API in one process around one store — and the
+split services ``fulfillwatch collector | engine | api``, which run the same code with one
+role each.
 
-On the embedded default (chDB) this is the only process allowed to open the data directory
+On the embedded default (chDB) ``serve`` is the only process allowed to open the data directory
 (DESIGN.md §2), so everything that needs the data runs here and everyone else — the dashboard,
-scripts — goes through the API. Two listeners share one event loop: the OTLP port and the API
-port. SIGTERM/SIGINT stop both, let queued inserts commit, and close the store.
+scripts — goes through the API. Against a ClickHouse server the roles can run apart:
+
+* ``collector`` — the OTLP/REST receiver and the signal writer (stateless: scale it out);
+* ``engine`` — detection (and the ``otel_traces`` import), under the engine lease, and the
+  alerts of what it opens and resolves: exactly one should run, a second one stands by;
+* ``api`` — the HTTP API, lifecycle actions, the reprocess dispatcher and bulk jobs, and the
+  alerts of what they change.
+
+Listeners share one event loop. SIGTERM/SIGINT stop everything, let queued inserts commit, and
+close the store.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import uvicorn
@@ -34,9 +44,11 @@ from .bulk import BulkReprocessor
 from .dispatcher import Dispatcher
 from .engine import Engine, EngineSettings
 from .incident_log import Journal
+from .lease import EngineLease
 from .lifecycle import IncidentActions
+from .otel_traces import OtelTracesImporter
 from .schema import ENGINE_MIGRATIONS, ENGINE_RETENTION
-from .settings import ServerSettings
+from .settings import ALL_ROLES, Role, ServerSettings
 
 _logger = logging.getLogger("fulfillwatch.server")
 
@@ -78,6 +90,16 @@ def build_service(settings: ServerSettings, store: Store) -> Service:
     """Wire receiver, writer, engine and API around ``store``."""
     counters = IngestCounters()
     journal = Journal(store)
+    importers = []
+    if settings.otel_traces_table:
+        importers.append(
+            OtelTracesImporter(
+                store,
+                settings.otel_traces_table,
+                default_timeout_s=settings.default_timeout_s,
+                overlap_s=settings.otel_traces_overlap_s,
+            )
+        )
     engine = Engine(
         store,
         EngineSettings(
@@ -86,7 +108,12 @@ def build_service(settings: ServerSettings, store: Store) -> Service:
             ingest_overlap_s=settings.ingest_overlap_s,
         ),
         journal=journal,
+        importers=importers,
     )
+    if not store.location.embedded:
+        # On a server another engine may run (a replica, an overlapping deploy); on chDB the
+        # directory lock already guarantees this process is the only one.
+        engine.lease = EngineLease(store, engine.engine_id, settings.engine_lease_s)
     dispatcher = Dispatcher(store, journal, settings.repair_targets)
     alerts = AlertDispatcher(settings.alerts, journal)
     actions = IncidentActions(store, journal, dispatcher)
@@ -113,28 +140,30 @@ def build_service(settings: ServerSettings, store: Store) -> Service:
     return Service(settings, store, counters, engine, dispatcher, alerts, bulk, writer, ingest_app, api_app)
 
 
-async def serve(settings: ServerSettings) -> None:
-    """Run until SIGTERM/SIGINT."""
+def _listener(app: FastAPI, host: str, port: int) -> _Listener:
+    return _Listener(
+        uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10
+        )
+    )
+
+
+async def serve(settings: ServerSettings, roles: Collection[Role] = ALL_ROLES) -> None:
+    """Run ``roles`` until SIGTERM/SIGINT (all of them: ``fulfillwatch serve``)."""
+    unknown = set(roles) - ALL_ROLES
+    if unknown or not roles:
+        raise ValueError(f"roles must be some of {sorted(ALL_ROLES)}, got {sorted(roles)}")
     store = await asyncio.to_thread(prepare_store, settings)
     service = build_service(settings, store)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    listeners = [
-        _Listener(
-            uvicorn.Config(
-                app,
-                host=settings.host,
-                port=port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=10,
-            )
-        )
-        for app, port in ((service.ingest_app, settings.otlp_port), (service.api_app, settings.api_port))
-    ]
+    listeners = []
+    if "collector" in roles and settings.receive_otlp:
+        listeners.append(_listener(service.ingest_app, settings.host, settings.otlp_port))
+    if "api" in roles:
+        listeners.append(_listener(service.api_app, settings.host, settings.api_port))
     await service.writer.start()
     # Everything loaded so far (modules, the engine, the apps) lives as long as the process.
     # Moving it out of the collector's generations keeps full collections, which otherwise
@@ -144,11 +173,15 @@ async def serve(settings: ServerSettings) -> None:
     # Decoding a batch allocates tens of thousands of short-lived objects; young collections
     # every 700 allocations (the default) cost more than they free here.
     gc.set_threshold(20_000, 20, 20)
-    await asyncio.to_thread(service.bulk.mark_interrupted)
+    background = []
+    if "api" in roles:
+        await asyncio.to_thread(service.bulk.mark_interrupted)
+        background.append(asyncio.create_task(service.dispatcher.run(stop)))
+    if "engine" in roles:
+        background.append(asyncio.create_task(service.engine.run(stop)))
+    if "api" in roles or "engine" in roles:
+        background.append(asyncio.create_task(service.alerts.run(stop)))
     serving = [asyncio.create_task(listener.serve()) for listener in listeners]
-    engine_task = asyncio.create_task(service.engine.run(stop))
-    dispatcher_task = asyncio.create_task(service.dispatcher.run(stop))
-    alerts_task = asyncio.create_task(service.alerts.run(stop))
     stopped = asyncio.create_task(stop.wait())
     # A listener that exits on its own (port in use) stops the whole service.
     done, _ = await asyncio.wait([stopped, *serving], return_when=asyncio.FIRST_COMPLETED)
@@ -159,7 +192,7 @@ async def serve(settings: ServerSettings) -> None:
         listener.should_exit = True
     service.bulk.stop()
     await asyncio.gather(*serving, return_exceptions=True)
-    await asyncio.gather(engine_task, dispatcher_task, alerts_task)
+    await asyncio.gather(*background)
     await service.writer.stop()
     store.close()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -11,15 +11,16 @@ import secrets
 import sys
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from fulfillwatch.collector_processor.receiver import DEFAULT_MAX_BODY_BYTES
 
 from .config import AlertDestination, IngestProject, RepairTarget
+from .otel_traces import validate_table_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,6 +32,9 @@ _PLACEHOLDER_TOKENS = frozenset(
     {"changeme", "change-me", "change_me", "secret", "token", "password", "fulfillwatch", "demo", "test"}
 )
 MIN_TOKEN_LENGTH = 16
+#: What a process runs: ``serve`` all three; ``fulfillwatch collector|engine|api`` one each.
+Role = Literal["collector", "engine", "api"]
+ALL_ROLES: frozenset[Role] = frozenset({"collector", "engine", "api"})
 _config_file_values: ContextVar[dict[str, Any] | None] = ContextVar("fulfillwatch_config_file", default=None)
 
 
@@ -76,6 +80,25 @@ class ServerSettings(BaseSettings):
         default_factory=dict, description="Projects allowed to use the REST ingest API"
     )
     bulk_reprocess_per_s: float = Field(5.0, gt=0, le=1000, description="Rate of a running bulk reprocess")
+    otel_traces_table: str | None = Field(
+        None,
+        description="Also take fulfillment spans from this table of the Collector's ClickHouse exporter "
+        "(table or database.table)",
+    )
+    otel_traces_overlap_s: float = Field(
+        300.0, ge=0, description="Re-read this much of otel_traces before the last imported span"
+    )
+    receive_otlp: bool = Field(
+        True, description="Run the OTLP/REST receiver; false to take spans only from otel_traces_table"
+    )
+    engine_lease_s: float = Field(
+        30.0, gt=0, description="Split engine: a lease older than this is taken over by a standby engine"
+    )
+
+    @field_validator("otel_traces_table")
+    @classmethod
+    def _table_name(cls, value: str | None) -> str | None:
+        return None if value is None else validate_table_name(value)
 
     @classmethod
     def settings_customise_sources(
