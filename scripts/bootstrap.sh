@@ -54,8 +54,9 @@ if [ "$mode" = --demo ]; then
   "${pip[@]}" install --quiet "${packages[@]}" -r examples/stripe_shop/requirements.txt
 elif [ "$mode" = --dev ]; then
   # The Celery tests run a real broker; the browser test drives Debian's chromium (emoji font
-  # so the screenshots show the dashboard's icons).
-  apt_install redis-server chromium fonts-noto-color-emoji
+  # so the screenshots show the dashboard's icons); docker-compose (the Python 1.29 one: no
+  # Docker engine) validates docker-compose.yml.
+  apt_install redis-server chromium fonts-noto-color-emoji docker-compose
   "${pip[@]}" install --quiet "${packages[@]}" --group dev
 else
   "${pip[@]}" install --quiet "${packages[@]}"
