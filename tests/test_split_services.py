@@ -27,7 +27,7 @@ from fulfillwatch.incident_engine.engine import Engine, EngineSettings
 from fulfillwatch.incident_engine.lease import EngineLease
 from fulfillwatch.incident_engine.processes import Child
 from support.otlp import encode, post, recorded_spans
-from support.serve import ROOT, free_port, wait_for
+from support.serve import ROOT, ServeProcess, free_port, wait_for
 
 TOKEN = "split-services-test-token"
 
@@ -160,3 +160,21 @@ def test_split_services_detect_an_incident_on_a_clickhouse_server(split_services
 
     found = wait_for(incident, timeout=30, interval=0.5, what="the incident")
     assert [item["kind"] for item in found] == ["result_failed"]
+
+
+def test_serve_can_take_spans_only_from_an_otel_traces_table(tmp_path: Path) -> None:
+    server = ServeProcess(
+        data_dir=tmp_path / "data",
+        log_path=tmp_path / "serve.log",
+        extra_env={"FULFILLWATCH_RECEIVE_OTLP": "false", "FULFILLWATCH_OTEL_TRACES_TABLE": "otel_traces"},
+    ).start()
+    try:
+        assert "importing  fulfillment spans from otel_traces" in server.log()
+        assert "OTLP/HTTP" not in server.log()
+        with pytest.raises(httpx.ConnectError):
+            httpx.post(f"{server.otlp_url}/v1/traces", content=b"", timeout=2)
+        # The table does not exist yet: the engine keeps running and says why nothing comes in.
+        wait_for(lambda: "otel_traces" in server.log() and "failed" in server.log(), timeout=20, what="the error")
+        assert httpx.get(f"{server.api_url}/healthz").status_code == 200
+    finally:
+        assert server.stop() == 0, server.log()

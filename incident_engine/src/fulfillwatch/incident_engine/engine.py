@@ -89,6 +89,7 @@ class Engine:
     ) -> None:
         self.store = store
         self.importers = tuple(importers)
+        self._import_errors: dict[str, str] = {}
         self.lease = lease
         self.settings = settings or EngineSettings()
         self.engine_id = f"engine-{uuid.uuid4().hex[:8]}"
@@ -147,8 +148,12 @@ class Engine:
         for importer in self.importers:
             try:
                 importer.run()
-            except Exception:  # a broken source must not stop detection of the others
-                _logger.exception("importing signals from %s failed; retrying next tick", importer.table)
+                self._import_errors.pop(importer.table, None)
+            except Exception as exc:  # noqa: BLE001 - a broken source must not stop detection of the others
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if self._import_errors.get(importer.table) != message:  # say it once, not every tick
+                    _logger.error("importing signals from %s failed (retrying every tick): %s", importer.table, message)
+                self._import_errors[importer.table] = message
 
     def _skip_empty_stretches(self, client: Client, marks: Watermarks, now: datetime) -> Watermarks:
         """When far behind (first run, long outage), jump to just before the next data."""
