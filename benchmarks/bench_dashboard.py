@@ -100,7 +100,7 @@ def _time_script(api_url: str, token: str, rounds: int) -> list[float]:
     for _ in range(rounds):
         at = AppTest.from_file(str(APP), default_timeout=60)
         at.run()
-        at.switch_page("pages/incidents.py")
+        at.switch_page("screens/incidents.py")
         started = time.perf_counter()
         at.run()
         timings.append(time.perf_counter() - started)

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from fulfillwatch.incident_engine.processes import Child
 from support.serve import ROOT, free_port, wait_for
 
 SCREENSHOTS = ROOT / "docs" / "img"
@@ -166,3 +167,43 @@ def test_demo_shows_incidents_and_one_is_repaired_from_the_browser(demo: Running
     resolved = [entry for entry in detail["timeline"] if entry["type"] == "resolved"]
     assert resolved and resolved[-1]["details"]["resolved_by"] == "reprocess", resolved
     page.close()
+
+
+def test_every_page_url_needs_the_login_outside_demo_mode(demo: RunningDemo, browser: Browser, tmp_path: Path) -> None:
+    """A page's own URL must not skip the login (Streamlit serves a ``pages/`` folder by URL,
+    around the entry script: the dashboard keeps its pages elsewhere)."""
+    port = free_port()
+    dashboard = Child(
+        "dashboard",
+        [sys.executable, "-m", "fulfillwatch.dashboard", "--port", str(port)],
+        {
+            **os.environ,
+            "FULFILLWATCH_DASHBOARD_API_URL": demo.api_url,
+            "FULFILLWATCH_API_TOKEN": demo.token,
+            "FULFILLWATCH_DASHBOARD_PASSWORD": "browser-test-password",
+        },
+        tmp_path / "dashboard.log",
+        ROOT,
+    ).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _healthy(f"{url}/_stcore/health"), timeout=60, what="the dashboard")
+        page = browser.new_page()
+        for path in ("/", "/overview", "/incidents", "/incident?id=x", "/event?id=evt_x"):
+            page.goto(url + path)
+            _settled(page, 'input[type="password"]')
+            assert page.locator('[data-testid="stDataFrame"]').count() == 0, path
+            assert page.locator('[data-testid="stMetricValue"]').count() == 0, path
+        page.fill('input[type="password"]', "browser-test-password")
+        page.get_by_role("button", name="Log in").click()
+        _settled(page, '[data-testid="stMetricValue"]')  # the overview, once logged in
+        page.close()
+    finally:
+        dashboard.stop()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -91,7 +91,7 @@ def test_overview_shows_open_incidents_rates_and_engine(seeded: dict[str, str], 
 
 
 def test_incidents_page_filters_and_pages(seeded: dict[str, str], dashboard_env: None) -> None:
-    at = _page("pages/incidents.py")
+    at = _page("screens/incidents.py")
     table = at.dataframe[0].value
     assert {"id", "state", "kind", "Stripe event"} <= set(table.columns)
     assert seeded["failed"] in set(table["Stripe event"])
@@ -107,7 +107,7 @@ def test_incident_page_shows_the_story_and_records_an_acknowledgement(
 ) -> None:
     incident = server.incident_for(seeded["failed"])
     assert incident is not None
-    at = _page("pages/incident.py", id=incident["id"])
+    at = _page("screens/incident.py", id=incident["id"])
     assert "result_failed" in at.subheader[0].value
     assert "PlanMappingError: no plan" in _texts(at)
     assert "invoice.paid" in _texts(at)  # the Stripe event's fields
@@ -130,7 +130,7 @@ def test_incident_page_shows_the_story_and_records_an_acknowledgement(
 def test_ignoring_needs_a_reason(server: ServeProcess, seeded: dict[str, str], dashboard_env: None) -> None:
     incident = server.incident_for(seeded["missing"])
     assert incident is not None
-    at = _page("pages/incident.py", id=incident["id"])
+    at = _page("screens/incident.py", id=incident["id"])
     at.button(key="action_ignore").click().run()
     at.button(key="action_confirm").click().run()
     assert "This needs a reason." in _texts(at)
@@ -138,11 +138,11 @@ def test_ignoring_needs_a_reason(server: ServeProcess, seeded: dict[str, str], d
 
 
 def test_event_lookup_shows_expectations_incidents_and_signals(seeded: dict[str, str], dashboard_env: None) -> None:
-    at = _page("pages/event.py", id=seeded["healthy"])
+    at = _page("screens/event.py", id=seeded["healthy"])
     assert "healthy" in _texts(at)
     signals = at.dataframe[0].value
     assert list(signals["signal"]) == ["receipt", "result"]
-    at = _page("pages/event.py", id="evt_never_seen")
+    at = _page("screens/event.py", id="evt_never_seen")
     assert "Nothing is known about evt_never_seen" in _texts(at)
 
 

@@ -9,7 +9,9 @@ import streamlit as st
 from fulfillwatch.dashboard import ui
 
 st.set_page_config(page_title="Fulfillwatch", page_icon="🧾", layout="wide")
-_PAGES = Path(__file__).parent / "pages"
+# Not "pages": Streamlit would also serve a folder of that name as pages of their own, reachable
+# by URL without passing through this script — and so without the login below.
+_PAGES = Path(__file__).parent / "screens"
 
 if ui.logged_in():
     navigation = st.navigation(

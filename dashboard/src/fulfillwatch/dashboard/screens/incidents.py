@@ -56,7 +56,7 @@ opened = left.selectbox(
     format_func=lambda i: f"{i} — {table.set_index('id').loc[i, 'Stripe event']}",
 )
 if left.button("Open", key="open_incident"):
-    st.switch_page("pages/incident.py", query_params={"id": opened})
+    st.switch_page("screens/incident.py", query_params={"id": opened})
 new_page = middle.number_input("Page", min_value=1, max_value=pages, value=page_number, step=1)
 if new_page != page_number:
     st.session_state["incidents_page"] = int(new_page)

@@ -31,7 +31,7 @@ if found["incidents"]:
     st.subheader("Incidents")
     for incident in found["incidents"]:
         st.page_link(
-            "pages/incident.py",
+            "screens/incident.py",
             label=f"{incident['id']} · {incident['state']} · {incident['kind']}",
             query_params={"id": incident["id"]},
         )
