@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE, SOURCE_OTEL_TRACES, Signal, insert_signals
 from fulfillwatch.collector_processor.span_signals import STATUS_ERROR, SpanFields, UnusableSpan, signal_from_span
-from fulfillwatch.collector_processor.store import Store
+from fulfillwatch.collector_processor.store import Store, StoreUnavailable
 from fulfillwatch.instrumentation import vocabulary as v
 
 from .engine_state import read_state, write_state
@@ -109,6 +111,13 @@ class OtelTracesImporter:
 
     def run(self) -> ImportReport:
         """Import everything new, batch by batch."""
+        try:
+            return self._run()
+        except (StoreUnavailable, ClickHouseError, OSError):
+            self._store.discard("otel_traces")  # reconnect next time
+            raise
+
+    def _run(self) -> ImportReport:
         spans = signals = unusable = 0
         # Only the first batch re-reads the overlap: later ones start at the newest span read,
         # so spans that cannot be imported (and so are not skipped as stored) are not re-read
