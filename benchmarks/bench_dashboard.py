@@ -135,7 +135,7 @@ def _time_browser(dashboard_url: str, rounds: int) -> list[float]:
 
 def measure(data_dir: Path, rounds: int) -> dict[str, Any]:
     """Start serve and the dashboard on the store; time the API, the script and the browser."""
-    from fulfillwatch.incident_engine.processes import Child
+    from fulfillwatch.incident_engine.processes import Child, answers
     from support.serve import ServeProcess, free_port, wait_for
 
     server = ServeProcess(data_dir=data_dir, log_path=data_dir.parent / "serve.log")
@@ -159,7 +159,7 @@ def measure(data_dir: Path, rounds: int) -> dict[str, Any]:
     try:
         import httpx
 
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/_stcore/health"), timeout=60, what="the dashboard")
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/_stcore/health"), timeout=60, what="the dashboard")
         api = []
         with server.client() as client:
             for _ in range(10):
@@ -181,15 +181,6 @@ def measure(data_dir: Path, rounds: int) -> dict[str, Any]:
         "browser_median_s": _median(browser),
         "browser_max_s": round(max(browser), 3),
     }
-
-
-def _answers(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def main() -> None:

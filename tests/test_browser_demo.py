@@ -24,7 +24,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from fulfillwatch.incident_engine.processes import Child
+from fulfillwatch.incident_engine.processes import Child, answers
 from support.serve import ROOT, free_port, wait_for
 
 SCREENSHOTS = ROOT / "docs" / "img"
@@ -187,7 +187,7 @@ def test_every_page_url_needs_the_login_outside_demo_mode(demo: RunningDemo, bro
     ).start()
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _healthy(f"{url}/_stcore/health"), timeout=60, what="the dashboard")
+        wait_for(lambda: answers(f"{url}/_stcore/health"), timeout=60, what="the dashboard")
         page = browser.new_page()
         for path in ("/", "/overview", "/incidents", "/incident?id=x", "/event?id=evt_x"):
             page.goto(url + path)
@@ -200,10 +200,3 @@ def test_every_page_url_needs_the_login_outside_demo_mode(demo: RunningDemo, bro
         page.close()
     finally:
         dashboard.stop()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import fulfillwatch.instrumentation as fw
 from fulfillwatch.dashboard import views
 from fulfillwatch.dashboard.settings import reset_settings
-from support.otlp import encode, post, recorded_spans
+from support.otlp import encode, post, record_scenario, recorded_spans
 from support.serve import ServeProcess, free_port, wait_for
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard/src/fulfillwatch/dashboard/app.py")
@@ -30,13 +29,14 @@ def seeded(server: ServeProcess) -> dict[str, str]:
     ids = {name: f"evt_dash{name}{os.getpid()}" for name in ("failed", "missing", "skipped", "healthy")}
     with recorded_spans(service="shop") as spans:
         for name, event_id in ids.items():
-            receipt = fw.record_receipt(event_id, event_type="invoice.paid", timeout=1, effect="grant_credits")
-            if name == "failed":
-                fw.record_result(event_id, "failure", error=PlanMappingError("no plan"), receipt=receipt)
-            elif name == "skipped":
-                fw.record_result(event_id, "skipped", receipt=receipt)
-            elif name == "healthy":
-                fw.record_result(event_id, "success", receipt=receipt)
+            record_scenario(
+                event_id,
+                name,
+                PlanMappingError("no plan"),
+                event_type="invoice.paid",
+                timeout=1,
+                effect="grant_credits",
+            )
         assert post(server.otlp_url, encode(spans.get_finished_spans())).status_code == 200
     for name in ("failed", "missing", "skipped"):
         wait_for(lambda n=name: server.incident_for(ids[n]), timeout=15, what=f"the {name} incident")

@@ -18,7 +18,7 @@ import pytest
 from standardwebhooks import Webhook
 
 import fulfillwatch.instrumentation as fw
-from support.otlp import encode, post, recorded_spans
+from support.otlp import encode, post, record_scenario, recorded_spans
 from support.receiver import RecordingServer
 from support.serve import ServeProcess, free_port, wait_for
 
@@ -121,14 +121,13 @@ def test_spans_and_rest_ingest_tell_the_same_story(server: ServeProcess, prefix:
     scenarios = ("failed", "missing", "skipped", "healthy")
     with recorded_spans(service="shop") as spans:
         for scenario in scenarios:
-            event_id = f"evt_{prefix}span{scenario}"
-            receipt = fw.record_receipt(event_id, event_type="invoice.paid", timeout=1)
-            if scenario == "failed":
-                fw.record_result(event_id, "failure", error=TenantNotFound("no tenant row"), receipt=receipt)
-            elif scenario == "skipped":
-                fw.record_result(event_id, "skipped", receipt=receipt)
-            elif scenario == "healthy":
-                fw.record_result(event_id, "success", receipt=receipt)
+            record_scenario(
+                f"evt_{prefix}span{scenario}",
+                scenario,
+                TenantNotFound("no tenant row"),
+                event_type="invoice.paid",
+                timeout=1,
+            )
         assert post(server.otlp_url, encode(spans.get_finished_spans())).status_code == 200
     for scenario in scenarios:
         event_id = f"evt_{prefix}rest{scenario}"

@@ -25,7 +25,7 @@ from fulfillwatch.collector_processor.signals import Signal, insert_signals, mic
 from fulfillwatch.collector_processor.store import Store
 from fulfillwatch.incident_engine.engine import Engine, EngineSettings
 from fulfillwatch.incident_engine.lease import EngineLease
-from fulfillwatch.incident_engine.processes import Child
+from fulfillwatch.incident_engine.processes import Child, answers
 from support.otlp import encode, post, recorded_spans
 from support.serve import ROOT, ServeProcess, free_port, wait_for
 
@@ -126,19 +126,12 @@ def split_services(clickhouse_dsn: str, tmp_path: Path) -> Iterator[dict[str, st
     for child in children:
         child.start()
     try:
-        wait_for(lambda: _answers(f"http://127.0.0.1:{api}/healthz"), timeout=60, what="the api")
+        wait_for(lambda: answers(f"http://127.0.0.1:{api}/healthz"), timeout=60, what="the api")
         yield {"otlp": f"http://127.0.0.1:{otlp}", "api": f"http://127.0.0.1:{api}"}
     finally:
         for child in children:
             child.stop()
         httpx.post(base, content=f"DROP DATABASE IF EXISTS {database}")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.mark.clickhouse_server

@@ -45,3 +45,17 @@ def post(url: str, body: bytes, content_type: str = PROTOBUF, **headers: str) ->
         headers={"Content-Type": content_type, **{k.replace("_", "-"): v for k, v in headers.items()}},
         timeout=30,
     )
+
+
+def record_scenario(event_id: str, scenario: str, error: BaseException | None = None, **receipt: object) -> None:
+    """A receipt, then what ``scenario`` says: ``failed`` (a failure with ``error``),
+    ``skipped``, ``healthy`` (a success) or ``missing`` (no result)."""
+    handle = fw.record_receipt(event_id, **receipt)  # type: ignore[arg-type]
+    if scenario == "failed":
+        fw.record_result(event_id, "failure", error=error, receipt=handle)
+    elif scenario == "skipped":
+        fw.record_result(event_id, "skipped", receipt=handle)
+    elif scenario == "healthy":
+        fw.record_result(event_id, "success", receipt=handle)
+    elif scenario != "missing":
+        raise ValueError(f"unknown scenario {scenario!r}")

@@ -28,9 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from .processes import Child
+from .processes import Child, answers
 
 DEADLINE_S = 20
 _TRACKED = ("checkout.session.completed", "invoice.paid", "customer.subscription.updated")
@@ -60,16 +58,6 @@ def _wait(what: str, ready: Callable[[], bool], child: Child, timeout: float = 9
             return
         time.sleep(0.2)
     raise DemoError(f"{what} did not become ready in {timeout:.0f} s (log: {child.log_path})")
-
-
-def _answers(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return httpx.get(url, timeout=2).status_code < 500
-        except httpx.HTTPError:
-            return False
-
-    return check
 
 
 class Demo:
@@ -138,7 +126,7 @@ class Demo:
             ],
             base,
         )
-        _wait("fulfillwatch serve", _answers(f"{self.api_url}/healthz"), serve)
+        _wait("fulfillwatch serve", lambda: answers(f"{self.api_url}/healthz"), serve)
         redis = self._child(
             "redis",
             [
@@ -181,7 +169,7 @@ class Demo:
             ],
             shop_env,
         )
-        _wait("the shop's web app", _answers(f"http://127.0.0.1:{self.ports.shop}/docs"), shop)
+        _wait("the shop's web app", lambda: answers(f"http://127.0.0.1:{self.ports.shop}/docs"), shop)
         celery = str(Path(python).with_name("celery"))
         worker = self._child(
             "shop-worker",
@@ -205,7 +193,7 @@ class Demo:
             [python, "-m", "fulfillwatch.dashboard", "--port", str(self.ports.dashboard)],
             {**base, "FULFILLWATCH_DASHBOARD_API_URL": self.api_url, "FULFILLWATCH_DASHBOARD_DEMO": "1"},
         )
-        _wait("the dashboard", _answers(f"{self.dashboard_url}/_stcore/health"), dashboard)
+        _wait("the dashboard", lambda: answers(f"{self.dashboard_url}/_stcore/health"), dashboard)
         self._child(
             "traffic",
             [

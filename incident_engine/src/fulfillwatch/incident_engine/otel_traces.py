@@ -122,16 +122,18 @@ class OtelTracesImporter:
         # Only the first batch re-reads the overlap: later ones start at the newest span read,
         # so spans that cannot be imported (and so are not skipped as stored) are not re-read
         # in a loop.
-        since_ns = max(0, self.position_ns() - self._overlap_ns)
+        position = self.position_ns()
+        since_ns = max(0, position - self._overlap_ns)
         while True:
-            batch, since_ns = self._import_batch(since_ns)
+            batch, since_ns = self._import_batch(since_ns, position)
+            position = max(position, since_ns)
             spans, signals, unusable = spans + batch.spans, signals + batch.signals, unusable + batch.unusable
             if batch.spans < self._batch_rows:
                 if signals:
                     _logger.info("imported %d signals from %s (%d unusable spans)", signals, self.table, unusable)
                 return ImportReport(spans, signals, unusable)
 
-    def _import_batch(self, since_ns: int) -> tuple[ImportReport, int]:
+    def _import_batch(self, since_ns: int, position: int) -> tuple[ImportReport, int]:
         client = self._store.client("otel_traces")
         rows = client.query(
             _NEW_SPANS.replace("{table}", self.table).replace("{signals}", SIGNALS_TABLE),
@@ -159,7 +161,7 @@ class OtelTracesImporter:
                 _logger.warning("skipping span %s%s of %s: %s", row[1], row[2], self.table, exc)
         insert_signals(client, converted)
         newest = max(int(row[0]) for row in rows)
-        if newest > self.position_ns():
+        if newest > position:
             write_state(client, self._state_key, {"timestamp_ns": newest}, _as_datetime(newest))
         return ImportReport(len(rows), len(converted), unusable), newest
 

@@ -1,4 +1,5 @@
-"""Child processes with their own log file and process group (the demo; the tests use it too)."""
+"""Child processes with their own log file and process group, and a readiness probe (the demo;
+the tests and benchmarks use them too)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import httpx
 
 
 class Child:
@@ -54,3 +57,11 @@ class Child:
             assert self.process is not None
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
+
+
+def answers(url: str, timeout: float = 2) -> bool:
+    """Whether ``url`` answers below 500 — how a started child shows it is ready."""
+    try:
+        return httpx.get(url, timeout=timeout).status_code < 500
+    except httpx.HTTPError:
+        return False
