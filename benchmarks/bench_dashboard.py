@@ -135,7 +135,7 @@ def _time_browser(dashboard_url: str, rounds: int) -> list[float]:
 
 def measure(data_dir: Path, rounds: int) -> dict[str, Any]:
     """Start serve and the dashboard on the store; time the API, the script and the browser."""
-    from fulfillwatch.incident_engine.processes import Child, answers
+    from examples.processes import Child, answers
     from support.serve import ServeProcess, free_port, wait_for
 
     server = ServeProcess(data_dir=data_dir, log_path=data_dir.parent / "serve.log")

@@ -141,8 +141,8 @@ def generate(data_dir: str, expectations: int, results: Any) -> None:
 def measure_ticks(data_dir: str, rounds: int, results: Any) -> None:
     """Median ``Engine.tick()`` time per window (watermarks reset before every run)."""
     from fulfillwatch.collector_processor.store import Store, parse_dsn
-    from fulfillwatch.incident_engine.engine import Engine, EngineSettings
-    from fulfillwatch.incident_engine.engine_state import Watermarks, save_watermarks
+    from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
+    from fulfillwatch.incident_engine.detection.engine_state import Watermarks, save_watermarks
 
     store = Store(parse_dsn(f"chdb://{data_dir}"))
     client = store.client("bench")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import fulfillwatch.instrumentation as fw  # noqa: E402
-from fulfillwatch.incident_engine.signing import signed_request  # noqa: E402
+from fulfillwatch.incident_engine.delivery.signing import signed_request  # noqa: E402
 from support.otlp import encode, post, recorded_spans  # noqa: E402
 from support.receiver import RecordingServer  # noqa: E402
 from support.serve import ServeProcess, wait_for  # noqa: E402

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from fulfillwatch.incident_engine.processes import Child, answers
+from examples.processes import Child, answers
 from support.serve import ROOT, free_port, wait_for
 
 SCREENSHOTS = ROOT / "docs" / "img"

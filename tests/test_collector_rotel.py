@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import fulfillwatch.instrumentation as fw
-from fulfillwatch.incident_engine.processes import Child
+from examples.processes import Child
 from fulfillwatch.instrumentation import _runtime
 from support.serve import ROOT, ServeProcess, free_port, wait_for
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from fulfillwatch.incident_engine.status import Expectation, Health, Kind, ResultInfo, assess
-from fulfillwatch.incident_engine.transitions import IncidentHead, State, TransitionType, plan
+from fulfillwatch.incident_engine.model.status import Expectation, Health, Kind, ResultInfo, assess
+from fulfillwatch.incident_engine.model.transitions import IncidentHead, State, TransitionType, plan
 
 T0 = datetime(2026, 7, 31, 12, 0, tzinfo=timezone.utc)
 TIMEOUT = timedelta(minutes=30)
@@ -105,6 +105,16 @@ def test_late_success_resolves_and_reprocess_success_says_so() -> None:
     )
     assert resolution.reason == "reprocess succeeded (replay rpl_1)"
     assert resolution.details["resolved_by"] == "reprocess" and resolution.replay_id == "rpl_1"
+
+
+def test_a_success_first_logged_as_audit_still_resolves() -> None:
+    # A success that became visible between the two reads of one tick was audited there
+    # (result_seen, no state) before the summary saw it; the next tick must still resolve.
+    success = _result("success", 50)
+    head = IncidentHead(
+        "inc_1", State.OPEN, "result_missing", T0, T0, frozenset({"deadline"}), audited=frozenset({success.signal_id})
+    )
+    assert _plan(_expectation(success, new=(success,)), head) == [("resolved", "resolved", "result_missing")]
 
 
 def test_a_failure_after_resolution_reopens_an_older_one_does_not() -> None:

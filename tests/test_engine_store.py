@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 from fulfillwatch.collector_processor.migrations import apply_migrations
 from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS, Signal, insert_signals, micros
 from fulfillwatch.collector_processor.store import Store, parse_dsn
-from fulfillwatch.incident_engine.engine import Engine, EngineSettings
-from fulfillwatch.incident_engine.engine_state import Watermarks, load_watermarks, save_watermarks
-from fulfillwatch.incident_engine.expectations import Window, evaluate_window, expectations_of_event
+from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
+from fulfillwatch.incident_engine.detection.engine_state import Watermarks, load_watermarks, save_watermarks
+from fulfillwatch.incident_engine.detection.expectations import Window, evaluate_window, expectations_of_event
+from fulfillwatch.incident_engine.model.status import Health, assess
 from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS
-from fulfillwatch.incident_engine.status import Health, assess
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TIMEOUT = timedelta(minutes=30)

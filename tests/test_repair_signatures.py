@@ -11,8 +11,8 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 import fulfillwatch.instrumentation as fw
-from fulfillwatch.incident_engine.dispatcher import DispatchJob
-from fulfillwatch.incident_engine.signing import signed_request
+from fulfillwatch.incident_engine.delivery.reprocess import DispatchJob
+from fulfillwatch.incident_engine.delivery.signing import signed_request
 from fulfillwatch.instrumentation import vocabulary as v
 from fulfillwatch.instrumentation.repair import (
     InMemorySeenReplayIds,

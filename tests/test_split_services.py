@@ -21,11 +21,11 @@ import httpx
 import pytest
 
 import fulfillwatch.instrumentation as fw
+from examples.processes import Child, answers
 from fulfillwatch.collector_processor.signals import Signal, insert_signals, micros
 from fulfillwatch.collector_processor.store import Store
-from fulfillwatch.incident_engine.engine import Engine, EngineSettings
-from fulfillwatch.incident_engine.lease import EngineLease
-from fulfillwatch.incident_engine.processes import Child, answers
+from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
+from fulfillwatch.incident_engine.detection.lease import EngineLease
 from support.otlp import encode, post, recorded_spans
 from support.serve import ROOT, ServeProcess, free_port, wait_for
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from fulfillwatch.incident_engine.processes import Child
+from examples.processes import Child
 
 from .serve import ROOT, free_port, wait_for
 
@@ -72,7 +72,7 @@ def _ping(client: redis.Redis) -> bool:
         return False
 
 
-#: Child processes of the tests are the product's own (see fulfillwatch.incident_engine.processes).
+#: Child processes of the tests are the product's own (see examples.processes).
 ManagedProcess = Child
 
 

@@ -7,9 +7,9 @@ live here once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from fulfillwatch.instrumentation import vocabulary as v
 
@@ -41,6 +41,8 @@ _MAX_TEXT = 4096
 _MAX_ID = 256
 #: OTLP Status.code value for ERROR.
 STATUS_ERROR = 2
+#: ``StatusCode`` of an error span in the Collector ClickHouse exporter's table (old and new spelling).
+_OTEL_TRACES_ERROR_CODES = ("Error", "STATUS_CODE_ERROR")
 
 
 class UnusableSpan(ValueError):
@@ -217,4 +219,25 @@ def signal_from_span(fields: SpanFields, *, default_timeout_s: float, source: st
         fields.link_span_id,
         source,
         _extras(attributes) if len(attributes) else {},
+    )
+
+
+def span_fields_from_otel_traces_row(row: Sequence[Any]) -> SpanFields:
+    """A row of the Collector ClickHouse exporter's ``otel_traces`` table, selected as
+    ``(start ns, TraceId, SpanId, SpanName, ServiceName, SpanAttributes, Duration ns, StatusCode,
+    StatusMessage, Links.TraceId, Links.SpanId)``: every attribute value is a string there,
+    ``Timestamp`` is the start, and ``StatusCode`` is ``Error`` (``STATUS_CODE_ERROR`` before
+    contrib v0.108)."""
+    start_ns, trace_id, span_id, name, service, attributes, duration_ns, status, message, links, link_spans = row
+    return SpanFields(
+        name=name,
+        trace_id=str(trace_id).lower(),
+        span_id=str(span_id).lower(),
+        end_time_ns=int(start_ns) + int(duration_ns),
+        status_code=STATUS_ERROR if status in _OTEL_TRACES_ERROR_CODES else 0,
+        status_message=message,
+        attributes=dict(attributes),
+        service=service,
+        link_trace_id=str(links[0]).lower() if links else "",
+        link_span_id=str(link_spans[0]).lower() if link_spans else "",
     )

@@ -1,5 +1,18 @@
-"""Fulfillwatch server: detection, the incident log, the HTTP API and the CLI."""
+"""Fulfillwatch server: detection, the incident log, delivery, the HTTP API and the CLI.
 
-from .version import __version__
+Where things live (``docs/ARCHITECTURE.md`` maps each behaviour to its package):
+
+* :mod:`.model` — expectations, verdicts, incident states and transitions (pure, no I/O);
+* :mod:`.detection` — the engine: watermarks, windows, the lease;
+* :mod:`.incidents` — the append-only incident log, lifecycle actions, bulk jobs, reads for the API;
+* :mod:`.delivery` — signed reprocess callbacks and alerts, with retries;
+* :mod:`.sources` — signals from other tables (the Collector's ``otel_traces``);
+* :mod:`.api` — the FastAPI application;
+* the process shell: :mod:`.cli` (the ``fulfillwatch`` command), :mod:`.server` (``serve`` and
+  the split services), :mod:`.settings` / :mod:`.config` (configuration), :mod:`.schema`
+  (tables and migrations).
+"""
+
+from fulfillwatch.incident_engine.version import __version__
 
 __all__ = ["__version__"]

@@ -1,5 +1,5 @@
 """``python -m fulfillwatch.incident_engine`` runs the ``fulfillwatch`` command."""
 
-from .cli import main
+from fulfillwatch.incident_engine.cli import main
 
 main()

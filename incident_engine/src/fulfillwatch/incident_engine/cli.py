@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import logging
-import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -16,8 +17,7 @@ from rich.logging import RichHandler
 
 from fulfillwatch.collector_processor.rest_ingest import hash_api_key
 from fulfillwatch.collector_processor.store import InvalidDsn, StoreUnavailable, parse_dsn
-
-from .settings import ALL_ROLES, Role, SettingsError, load_settings
+from fulfillwatch.incident_engine.settings import ALL_ROLES, Role, SettingsError, load_settings
 
 app = typer.Typer(
     help="Fulfillwatch: find paid Stripe events whose business effect failed or never happened.",
@@ -107,7 +107,7 @@ def _run(roles: frozenset[Role], config: Path | None, log_level: str, **override
     if settings.demo:
         lines.append(f"  demo mode: API token [bold]{settings.token()}[/bold]")
     _console.print("\n".join(lines))
-    from .server import serve as run_server
+    from fulfillwatch.incident_engine.server import serve as run_server
 
     try:
         asyncio.run(run_server(settings, roles))
@@ -168,28 +168,27 @@ def demo(
     redis_port: int = 6390,
     rate: Annotated[float, typer.Option(help="Webhooks per second")] = 1.5,
 ) -> None:
-    """Run the whole product with an example shop that sometimes fails (Ctrl-C stops it)."""
-    from .demo import Demo, DemoError, DemoPorts
+    """Run the whole product with an example shop that sometimes fails (Ctrl-C stops it).
 
-    token = os.environ.get("FULFILLWATCH_API_TOKEN") or secrets.token_urlsafe(24)
-    ports = DemoPorts(otlp=otlp_port, api=api_port, dashboard=dashboard_port, shop=shop_port, redis=redis_port)
-
-    def announce(running: Demo) -> None:
+    The demo lives in the checkout (``examples/demo.py``), not in this package: it needs the
+    example shop, which is not installed with Fulfillwatch.
+    """
+    checkout = root.resolve()
+    if not (checkout / "examples" / "demo.py").is_file():
         _console.print(
-            f"\n[bold green]Fulfillwatch demo is running.[/bold green] Incidents appear within a minute.\n"
-            f"  Dashboard  [bold]{running.dashboard_url}[/bold]  (demo mode: no login)\n"
-            f"  API        {running.api_url}/docs   token [bold]{token}[/bold]\n"
-            f"  Logs       {running.logs}\n"
-            "Open an incident whose reason is a PlanMappingError and click Reprocess: the shop repairs it.\n"
-            "Press Ctrl-C to stop."
+            f"[red]fulfillwatch demo:[/red] {checkout} is not a Fulfillwatch checkout "
+            "(no examples/demo.py): run the demo from the repository's root, or pass --root"
         )
-
-    try:
-        Demo(root.resolve(), data_dir.resolve(), ports, token, rate).run_until_stopped(announce)
-    except DemoError as exc:
-        _console.print(f"[red]fulfillwatch demo:[/red] {exc}")
-        raise typer.Exit(1) from None
-    _console.print("demo stopped")
+        raise typer.Exit(1)
+    sys.path.insert(0, str(checkout))
+    runner = importlib.import_module("examples.demo")
+    code = runner.main(
+        root=checkout,
+        data_dir=data_dir.resolve(),
+        ports={"otlp": otlp_port, "api": api_port, "dashboard": dashboard_port, "shop": shop_port, "redis": redis_port},
+        rate=rate,
+    )
+    raise typer.Exit(int(code))
 
 
 @app.command("new-secret")

@@ -37,18 +37,17 @@ from fulfillwatch.collector_processor.rest_ingest import IngestProjectKey
 from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS, SIGNAL_RETENTION
 from fulfillwatch.collector_processor.store import Store, parse_dsn
 from fulfillwatch.collector_processor.writer import SignalWriter, StoredBatch
-
-from .alerts import AlertDispatcher
-from .api import ApiContext, create_api_app
-from .bulk import BulkReprocessor
-from .dispatcher import Dispatcher
-from .engine import Engine, EngineSettings
-from .incident_log import Journal
-from .lease import EngineLease
-from .lifecycle import IncidentActions
-from .otel_traces import OtelTracesImporter
-from .schema import ENGINE_MIGRATIONS, ENGINE_RETENTION
-from .settings import ALL_ROLES, Role, ServerSettings
+from fulfillwatch.incident_engine.api import ApiContext, create_api_app
+from fulfillwatch.incident_engine.delivery.alerts import AlertDispatcher
+from fulfillwatch.incident_engine.delivery.reprocess import Dispatcher
+from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
+from fulfillwatch.incident_engine.detection.lease import EngineLease
+from fulfillwatch.incident_engine.incidents.bulk import BulkReprocessor
+from fulfillwatch.incident_engine.incidents.incident_log import Journal
+from fulfillwatch.incident_engine.incidents.lifecycle import IncidentActions
+from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS, ENGINE_RETENTION
+from fulfillwatch.incident_engine.settings import ALL_ROLES, Role, ServerSettings
+from fulfillwatch.incident_engine.sources.otel_traces import OtelTracesImporter
 
 _logger = logging.getLogger("fulfillwatch.server")
 

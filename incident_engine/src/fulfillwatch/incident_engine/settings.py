@@ -18,9 +18,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from fulfillwatch.collector_processor.receiver import DEFAULT_MAX_BODY_BYTES
-
-from .config import AlertDestination, IngestProject, RepairTarget
-from .otel_traces import validate_table_name
+from fulfillwatch.incident_engine.config import AlertDestination, IngestProject, RepairTarget
+from fulfillwatch.incident_engine.sources.otel_traces import validate_table_name
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ..version import __version__
+from fulfillwatch.incident_engine.version import __version__
+
 from . import actions, health, incidents, stats
 from .context import STORE_ERRORS, ApiContext
 

@@ -12,9 +12,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 
-from .. import queries
-from ..bulk import SAMPLE_SIZE, BulkJob, BulkReprocessor
-from ..lifecycle import MAX_REASON, ActionError, IncidentActions
+from fulfillwatch.incident_engine.incidents import queries
+from fulfillwatch.incident_engine.incidents.bulk import SAMPLE_SIZE, BulkJob, BulkReprocessor
+from fulfillwatch.incident_engine.incidents.lifecycle import MAX_REASON, ActionError, IncidentActions
+
 from .auth import PrincipalDep
 from .context import ContextDep
 from .models import IncidentSummary, KindName, StateName

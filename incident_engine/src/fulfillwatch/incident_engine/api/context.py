@@ -11,11 +11,10 @@ from fastapi import Depends, HTTPException, Request
 
 from fulfillwatch.collector_processor.counters import IngestCounters
 from fulfillwatch.collector_processor.store import Store, StoreUnavailable
-
-from ..bulk import BulkReprocessor
-from ..engine import Engine
-from ..lifecycle import IncidentActions
-from ..settings import ServerSettings
+from fulfillwatch.incident_engine.detection.engine import Engine
+from fulfillwatch.incident_engine.incidents.bulk import BulkReprocessor
+from fulfillwatch.incident_engine.incidents.lifecycle import IncidentActions
+from fulfillwatch.incident_engine.settings import ServerSettings
 
 
 @dataclass

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import APIRouter, Response
 
-from ..engine_state import load_heartbeat
+from fulfillwatch.incident_engine.detection.engine_state import load_heartbeat
+
 from .context import STORE_ERRORS, ContextDep
 from .models import HealthModel
 

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from .. import queries
-from ..expectations import expectations_of_event
-from ..timeline import build_timeline, event_fields, expectation_view
+from fulfillwatch.incident_engine.detection.expectations import expectations_of_event
+from fulfillwatch.incident_engine.incidents import queries
+from fulfillwatch.incident_engine.incidents.timeline import build_timeline, event_fields, expectation_view
+
 from .auth import PrincipalDep
 from .context import ClientDep, ContextDep
 from .models import (

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from .. import stats
+from fulfillwatch.incident_engine.incidents import stats
+
 from .auth import PrincipalDep
 from .context import ClientDep, ContextDep
 

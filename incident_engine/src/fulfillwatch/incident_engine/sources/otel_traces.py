@@ -22,23 +22,23 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE, SOURCE_OTEL_TRACES, Signal, insert_signals
-from fulfillwatch.collector_processor.span_signals import STATUS_ERROR, SpanFields, UnusableSpan, signal_from_span
+from fulfillwatch.collector_processor.span_signals import (
+    UnusableSpan,
+    signal_from_span,
+    span_fields_from_otel_traces_row,
+)
 from fulfillwatch.collector_processor.store import Store, StoreUnavailable
+from fulfillwatch.incident_engine.detection.engine_state import read_state, write_state
 from fulfillwatch.instrumentation import vocabulary as v
-
-from .engine_state import read_state, write_state
 
 _logger = logging.getLogger("fulfillwatch.otel_traces")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-_ERROR_CODES = ("Error", "STATUS_CODE_ERROR")
 
 _NEW_SPANS = """
 SELECT toUnixTimestamp64Nano(Timestamp) AS start_ns, TraceId, SpanId, SpanName, ServiceName, SpanAttributes,
@@ -67,22 +67,6 @@ class ImportReport:
     spans: int
     signals: int
     unusable: int
-
-
-def _span_fields(row: Sequence[Any]) -> SpanFields:
-    start_ns, trace_id, span_id, name, service, attributes, duration_ns, status, message, links, link_spans = row
-    return SpanFields(
-        name=name,
-        trace_id=str(trace_id).lower(),
-        span_id=str(span_id).lower(),
-        end_time_ns=int(start_ns) + int(duration_ns),
-        status_code=STATUS_ERROR if status in _ERROR_CODES else 0,
-        status_message=message,
-        attributes=dict(attributes),
-        service=service,
-        link_trace_id=str(links[0]).lower() if links else "",
-        link_span_id=str(link_spans[0]).lower() if link_spans else "",
-    )
 
 
 class OtelTracesImporter:
@@ -153,7 +137,9 @@ class OtelTracesImporter:
             try:
                 converted.append(
                     signal_from_span(
-                        _span_fields(row), default_timeout_s=self._default_timeout_s, source=SOURCE_OTEL_TRACES
+                        span_fields_from_otel_traces_row(row),
+                        default_timeout_s=self._default_timeout_s,
+                        source=SOURCE_OTEL_TRACES,
                     )
                 )
             except UnusableSpan as exc:

@@ -16,8 +16,9 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-
-from .schema import (
+from fulfillwatch.incident_engine.model.status import Expectation, ResultInfo
+from fulfillwatch.incident_engine.model.transitions import IncidentHead, State, TransitionType
+from fulfillwatch.incident_engine.schema import (
     ARRIVALS_TABLE,
     CURRENT_KIND_SQL,
     CURRENT_STATE_SQL,
@@ -28,8 +29,6 @@ from .schema import (
     INCIDENT_LOG_TABLE,
     NEVER_SQL,
 )
-from .status import Expectation, ResultInfo
-from .transitions import IncidentHead, State, TransitionType
 
 #: Transitions after which an incident is in a new state (``state_since``).
 _STATE_CHANGES = ", ".join(
@@ -79,9 +78,11 @@ HEADS_SQL = f"""
         {CURRENT_KIND_SQL} AS kind,
         maxIf(at, transition IN ({_STATE_CHANGES})) AS state_since,
         min(at) AS opened_at,
-        groupUniqArray(cause) AS causes,
+        -- log.state: the stored column, not the alias `state` above
+        groupUniqArrayIf(cause, log.state != '') AS causes,
+        groupUniqArrayIf(cause, log.state = '') AS audited,
         argMaxIf(replay_id, seq, transition = 'reprocess_requested') AS reprocess_replay_id
-    FROM {INCIDENT_LOG_TABLE} FINAL
+    FROM {INCIDENT_LOG_TABLE} AS log FINAL
     WHERE __WHERE__
     GROUP BY incident_id
 """
@@ -103,7 +104,8 @@ _EVALUATE = f"""
     )
     SELECT agg.*, heads.incident_id != '' AS has_head, heads.state AS head_state,
            heads.kind AS head_kind, heads.state_since AS head_state_since, heads.opened_at AS head_opened_at,
-           heads.causes AS head_causes, heads.reprocess_replay_id AS head_replay_id
+           heads.causes AS head_causes, heads.audited AS head_audited,
+           heads.reprocess_replay_id AS head_replay_id
     FROM ({_where(_AGGREGATE, "(stripe_event_id, effect) IN (SELECT stripe_event_id, effect FROM candidates)")}) AS agg
     LEFT JOIN ({_where(HEADS_SQL, f"incident_id IN (SELECT {INCIDENT_ID_SQL} FROM candidates)")}) AS heads
     ON heads.incident_id = agg.incident_id
@@ -136,9 +138,11 @@ def _last_result(values: tuple[Any, ...]) -> ResultInfo:
     return ResultInfo(signal_id, at, outcome, error_type, error_message, replay_id, int(attempt))
 
 
-def _new_results(rows: list[tuple[Any, ...]], since: datetime) -> tuple[ResultInfo, ...]:
-    """Results first stored after ``since``. A replayed row is stored again later, so what
-    counts is the earliest ``ingested_at`` of each signal id."""
+def _new_results(rows: list[tuple[Any, ...]], since: datetime, until: datetime) -> tuple[ResultInfo, ...]:
+    """Results first stored in ``(since, until]``. A replayed row is stored again later, so what
+    counts is the earliest ``ingested_at`` of each signal id. Rows stored after ``until`` became
+    visible between this tick's queries: the next tick reads them, with the summary that
+    includes them."""
     first: dict[str, tuple[Any, ...]] = {}
     for values in rows:
         known = first.get(values[0])
@@ -147,7 +151,7 @@ def _new_results(rows: list[tuple[Any, ...]], since: datetime) -> tuple[ResultIn
     return tuple(
         ResultInfo(row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]), row[7])
         for row in first.values()
-        if row[7] > since
+        if since < row[7] <= until
     )
 
 
@@ -167,7 +171,9 @@ def _results_of(client: Client, keys: list[tuple[str, str]]) -> dict[tuple[str, 
     return found
 
 
-def _expectation(row: dict[str, Any], results: list[tuple[Any, ...]], new_since: datetime) -> Expectation:
+def _expectation(
+    row: dict[str, Any], results: list[tuple[Any, ...]], new_since: datetime, new_until: datetime
+) -> Expectation:
     return Expectation(
         incident_id=row["incident_id"],
         stripe_event_id=row["stripe_event_id"],
@@ -179,7 +185,7 @@ def _expectation(row: dict[str, Any], results: list[tuple[Any, ...]], new_since:
         due_at=row["due_at"] if row["has_receipt"] else None,
         last_result=_last_result(row["last_result"]) if row["has_result"] else None,
         has_skipped=bool(row["has_skipped"]),
-        new_results=_new_results(results, new_since),
+        new_results=_new_results(results, new_since, new_until),
     )
 
 
@@ -192,6 +198,7 @@ def head_from_row(row: dict[str, Any], prefix: str = "") -> IncidentHead:
         state_since=row[f"{prefix}state_since"],
         opened_at=row[f"{prefix}opened_at"],
         causes=frozenset(row[f"{prefix}causes"]),
+        audited=frozenset(row[f"{prefix}audited"]),
         replay_id=row[f"{prefix}replay_id" if prefix else "reprocess_replay_id"],
     )
 
@@ -214,7 +221,7 @@ def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, I
     results = _results_of(client, [(row["stripe_event_id"], row["effect"]) for row in rows if row["has_head"]])
     return [
         (
-            _expectation(row, results.get((row["stripe_event_id"], row["effect"]), []), window.since),
+            _expectation(row, results.get((row["stripe_event_id"], row["effect"]), []), window.since, window.until),
             head_from_row(row, prefix="head_") if row["has_head"] else None,
         )
         for row in rows
@@ -227,7 +234,7 @@ def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectat
         _where(_AGGREGATE, "stripe_event_id = {event:String}"),
         parameters={"event": stripe_event_id},
     )
-    return [_expectation(row, [], _FAR_FUTURE) for row in result.named_results()]
+    return [_expectation(row, [], _FAR_FUTURE, _FAR_FUTURE) for row in result.named_results()]
 
 
 def next_data(client: Client, ingested_after: datetime, due_after: datetime) -> tuple[datetime | None, datetime | None]:

@@ -19,8 +19,7 @@ import time
 from datetime import datetime, timedelta
 
 from fulfillwatch.collector_processor.store import Store
-
-from .engine_state import EPOCH, read_state, write_state
+from fulfillwatch.incident_engine.detection.engine_state import EPOCH, read_state, write_state
 
 _logger = logging.getLogger("fulfillwatch.lease")
 _KEY = "engine_lease"

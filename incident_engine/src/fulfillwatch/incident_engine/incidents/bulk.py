@@ -19,11 +19,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fulfillwatch.collector_processor.store import Store
-
-from . import queries
-from .incident_log import next_seq
-from .lifecycle import ActionError, IncidentActions
-from .schema import BULK_JOBS_TABLE
+from fulfillwatch.incident_engine.incidents import queries
+from fulfillwatch.incident_engine.incidents.incident_log import next_seq
+from fulfillwatch.incident_engine.incidents.lifecycle import ActionError, IncidentActions
+from fulfillwatch.incident_engine.schema import BULK_JOBS_TABLE
 
 _logger = logging.getLogger("fulfillwatch.bulk")
 #: At most this many incidents in one job (a wider filter is an operator mistake).

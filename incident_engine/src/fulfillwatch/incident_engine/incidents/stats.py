@@ -13,11 +13,10 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-
-from .engine_state import load_heartbeat, load_watermarks
-from .queries import IncidentFilter, summary_sql
-from .schema import EPOCH_SQL, EXPECTATIONS_TABLE, INCIDENT_LOG_TABLE
-from .transitions import ACTIVE_STATES
+from fulfillwatch.incident_engine.detection.engine_state import load_heartbeat, load_watermarks
+from fulfillwatch.incident_engine.incidents.queries import IncidentFilter, summary_sql
+from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES
+from fulfillwatch.incident_engine.schema import EPOCH_SQL, EXPECTATIONS_TABLE, INCIDENT_LOG_TABLE
 
 _WINDOW_EXPECTATIONS = f"""
     SELECT stripe_event_id, effect, max(event_type) AS type, min(receipt_at) AS received,

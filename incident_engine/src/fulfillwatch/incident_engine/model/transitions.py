@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .status import Assessment, Expectation, Health, ResultInfo, describe_failure
+from fulfillwatch.incident_engine.model.status import Assessment, Expectation, Health, ResultInfo, describe_failure
 
 SYSTEM_ACTOR = "system"
 
@@ -60,7 +60,12 @@ class IncidentHead:
     kind: str
     state_since: datetime  # when the latest state change happened
     opened_at: datetime  # first row of the incident (store clock)
-    causes: frozenset[str] = frozenset()  # causes already logged (dedupes re-reads)
+    #: Causes of the state- or kind-changing rows already logged (dedupes re-reads).
+    causes: frozenset[str] = frozenset()
+    #: Causes of audit-only rows (``result_seen`` without a state). Kept apart from ``causes``:
+    #: a result first logged as audit (it became visible between two reads of one tick) must
+    #: still be able to resolve or re-kind the incident in the next tick.
+    audited: frozenset[str] = frozenset()
     replay_id: str = ""  # the reprocess in flight, if any
 
 
@@ -147,7 +152,9 @@ def plan(expectation: Expectation, head: IncidentHead | None, verdict: Assessmen
     # stored before it opened are part of why it opened; their replays are not news.)
     if head.state in ACTIVE_STATES:
         for result in sorted(expectation.new_results, key=lambda r: r.at):
-            if result.signal_id in head.causes or (decisive is not None and result.signal_id == decisive.cause):
+            if result.signal_id in head.causes or result.signal_id in head.audited:
+                continue
+            if decisive is not None and result.signal_id == decisive.cause:
                 continue
             if result.ingested_at is not None and result.ingested_at <= head.opened_at:
                 continue

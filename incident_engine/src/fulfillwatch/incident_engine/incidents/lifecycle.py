@@ -14,11 +14,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fulfillwatch.collector_processor.store import Store
-
-from . import queries
-from .dispatcher import Dispatcher, DispatchJob
-from .incident_log import Journal
-from .transitions import ACTIVE_STATES, State, Transition, TransitionType
+from fulfillwatch.incident_engine.delivery.reprocess import Dispatcher, DispatchJob
+from fulfillwatch.incident_engine.incidents import queries
+from fulfillwatch.incident_engine.incidents.incident_log import Journal
+from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES, State, Transition, TransitionType
 
 MAX_REASON = 2000
 

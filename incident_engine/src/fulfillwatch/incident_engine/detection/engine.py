@@ -29,13 +29,19 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from fulfillwatch.collector_processor.store import Store, StoreUnavailable
-
-from .engine_state import EPOCH, Heartbeat, Watermarks, load_watermarks, save_heartbeat, save_watermarks
-from .expectations import Window, evaluate_window, next_data
-from .incident_log import Journal
-from .lease import EngineLease
-from .status import assess
-from .transitions import Transition, plan
+from fulfillwatch.incident_engine.detection.engine_state import (
+    EPOCH,
+    Heartbeat,
+    Watermarks,
+    load_watermarks,
+    save_heartbeat,
+    save_watermarks,
+)
+from fulfillwatch.incident_engine.detection.expectations import Window, evaluate_window, next_data
+from fulfillwatch.incident_engine.detection.lease import EngineLease
+from fulfillwatch.incident_engine.incidents.incident_log import Journal
+from fulfillwatch.incident_engine.model.status import assess
+from fulfillwatch.incident_engine.model.transitions import Transition, plan
 
 _logger = logging.getLogger("fulfillwatch.engine")
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import httpx
 
-from .config import AlertDestination
-from .delivery import Attempt, deliver
-from .incident_log import Journal
-from .signing import signed_request
-from .transitions import Transition, TransitionType
+from fulfillwatch.incident_engine.config import AlertDestination
+from fulfillwatch.incident_engine.delivery.attempts import Attempt, deliver
+from fulfillwatch.incident_engine.delivery.signing import signed_request
+from fulfillwatch.incident_engine.incidents.incident_log import Journal
+from fulfillwatch.incident_engine.model.transitions import Transition, TransitionType
 
 _logger = logging.getLogger("fulfillwatch.alerts")
 

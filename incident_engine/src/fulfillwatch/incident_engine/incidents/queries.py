@@ -14,8 +14,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-
-from .schema import CURRENT_KIND_SQL, CURRENT_STATE_SQL, INCIDENT_LOG_TABLE
+from fulfillwatch.incident_engine.schema import CURRENT_KIND_SQL, CURRENT_STATE_SQL, INCIDENT_LOG_TABLE
 
 # Aliases differ from column names on purpose: ClickHouse resolves aliases before columns, and
 # WHERE must see the stored columns while HAVING sees the derived current state.

@@ -13,8 +13,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from .incident_log import next_seq
-from .schema import ENGINE_STATE_TABLE
+from fulfillwatch.incident_engine.incidents.incident_log import next_seq
+from fulfillwatch.incident_engine.schema import ENGINE_STATE_TABLE
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _WATERMARKS = "watermarks"

@@ -27,13 +27,12 @@ from typing import Any
 import httpx
 
 from fulfillwatch.collector_processor.store import Store
-
-from .config import RepairTarget
-from .delivery import Attempt, deliver
-from .incident_log import Journal
-from .schema import CURRENT_STATE_SQL, INCIDENT_LOG_TABLE
-from .signing import signed_request
-from .transitions import State, Transition, TransitionType
+from fulfillwatch.incident_engine.config import RepairTarget
+from fulfillwatch.incident_engine.delivery.attempts import Attempt, deliver
+from fulfillwatch.incident_engine.delivery.signing import signed_request
+from fulfillwatch.incident_engine.incidents.incident_log import Journal
+from fulfillwatch.incident_engine.model.transitions import State, Transition, TransitionType
+from fulfillwatch.incident_engine.schema import CURRENT_STATE_SQL, INCIDENT_LOG_TABLE
 
 _logger = logging.getLogger("fulfillwatch.dispatcher")
 #: How often deliveries that were accepted are checked for a result.

@@ -10,8 +10,8 @@ It starts, each as its own process (logs in ``<data dir>/logs``):
   tenant row created late, a slow job) — see ``examples/stripe_shop/traffic.py``.
 
 Open incidents appear within a minute; a failed one can be repaired from the dashboard with
-Reprocess. Ctrl-C stops everything. It runs from a Fulfillwatch checkout (the example shop is
-not part of the installed packages).
+Reprocess. Ctrl-C stops everything. ``fulfillwatch demo`` runs :func:`main` from a Fulfillwatch
+checkout: this module and the example shop are not part of the installed packages.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .processes import Child, answers
+from examples.processes import Child, answers
 
 DEADLINE_S = 20
 _TRACKED = ("checkout.session.completed", "invoice.paid", "customer.subscription.updated")
@@ -227,3 +227,27 @@ class Demo:
                     raise DemoError(f"{', '.join(dead)} stopped unexpectedly (logs: {self.logs})")
         finally:
             self.stop()
+
+
+def main(root: Path, data_dir: Path, ports: dict[str, int], rate: float) -> int:
+    """Run the demo until Ctrl-C; the exit code (what ``fulfillwatch demo`` calls)."""
+    token = os.environ.get("FULFILLWATCH_API_TOKEN") or secrets.token_urlsafe(24)
+
+    def announce(running: Demo) -> None:
+        print(
+            "\nFulfillwatch demo is running. Incidents appear within a minute.\n"
+            f"  Dashboard  {running.dashboard_url}  (demo mode: no login)\n"
+            f"  API        {running.api_url}/docs   token {token}\n"
+            f"  Logs       {running.logs}\n"
+            "Open an incident whose reason is a PlanMappingError and click Reprocess: the shop repairs it.\n"
+            "Press Ctrl-C to stop.",
+            flush=True,
+        )
+
+    try:
+        Demo(root, data_dir, DemoPorts(**ports), token, rate).run_until_stopped(announce)
+    except DemoError as exc:
+        print(f"fulfillwatch demo: {exc}", file=sys.stderr, flush=True)
+        return 1
+    print("demo stopped", flush=True)
+    return 0

@@ -10,9 +10,8 @@ from collections.abc import Callable, Sequence
 from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.store import Store
-
-from .schema import INCIDENT_LOG_TABLE
-from .transitions import Transition
+from fulfillwatch.incident_engine.model.transitions import Transition
+from fulfillwatch.incident_engine.schema import INCIDENT_LOG_TABLE
 
 _COLUMNS = [
     "incident_id",

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from .status import Expectation, assess
+from fulfillwatch.incident_engine.model.status import Expectation, assess
 
 _SIGNAL_DETAIL_KEYS = (
     "signal_id",
