@@ -53,7 +53,7 @@ def main() -> None:
             {
                 "BENCH_BROKER_URL": redis_server.url,
                 "BENCH_BACKEND_URL": redis_server.url.replace("/0", "/1"),
-                "OTEL_EXPORTER_OTLP_ENDPOINT": server.otlp_url,
+                **server.exporter_env(),
                 "PYTHONPATH": str(ROOT / "benchmarks"),
             }
         )

@@ -58,10 +58,10 @@ def main() -> None:
     args = parser.parse_args()
     endpoint = RecordingServer()
     workdir = Path(tempfile.mkdtemp(prefix="fw-bench-reprocess-"))
-    config = workdir / "fulfillwatch.toml"
-    config.write_text(f'[repair_targets.bench-shop]\nurl = "{endpoint.url}/repair"\nsecrets = ["{SECRET}"]\n')
+    config_text = f'[repair_targets.bench-shop]\nurl = "{endpoint.url}/repair"\nsecrets = ["{SECRET}"]\n'
     server = ServeProcess(data_dir=workdir / "data", log_path=workdir / "serve.log")
-    server.extra_args = ("--config", str(config), "--log-level", "warning")
+    server.config = config_text
+    server.extra_args = ("--log-level", "warning")
     try:
         server.start()
         result = run(server, endpoint, args.incidents)

@@ -17,6 +17,7 @@ checkout: this module and the example shop are not part of the installed package
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import secrets
 import shutil
@@ -94,8 +95,15 @@ class Demo:
         shutil.rmtree(self.data_dir, ignore_errors=True)  # a fresh demo every time
         self.logs.mkdir(parents=True)
         repair_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        # The shop writes with an ingest key, as in production: the demo needs none (--demo),
+        # but shows how a project, its services and its key fit together.
+        ingest_key = "fwk_" + secrets.token_urlsafe(32)
         config = self.data_dir / "fulfillwatch.toml"
         config.write_text(
+            'ingest_auth = "required"\n\n'
+            '[projects.shop]\nservices = ["stripe-shop"]\n\n'
+            f'[ingest_keys.shop]\nsha256 = "{hashlib.sha256(ingest_key.encode()).hexdigest()}"\n'
+            'projects = ["shop"]\n\n'
             f'[repair_targets.stripe-shop]\nurl = "http://127.0.0.1:{self.ports.shop}/fulfillwatch/repair"\n'
             f'secrets = ["{repair_secret}"]\n'
         )
@@ -149,6 +157,7 @@ class Demo:
             "SHOP_BROKER_URL": f"redis://127.0.0.1:{self.ports.redis}/0",
             "SHOP_DATA_DIR": str(self.data_dir / "shop"),
             "SHOP_REPAIR_SECRETS": repair_secret,
+            "FULFILLWATCH_INGEST_KEY": ingest_key,
             "FULFILLWATCH_TIMEOUTS": ",".join(f"{event_type}={DEADLINE_S}s" for event_type in _TRACKED),
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.ports.otlp}",
             "OTEL_BSP_SCHEDULE_DELAY": "500",

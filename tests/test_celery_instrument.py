@@ -39,7 +39,7 @@ def _env(server: ServeProcess, redis_server: RedisServer) -> dict[str, str]:
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_LOGS_EXPORTER": "none",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": server.otlp_url,
+        **server.exporter_env(),
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
 

@@ -15,7 +15,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -68,7 +67,12 @@ def rotel(tmp_path: Path) -> Iterator[tuple[Child, str, ServeProcess]]:
             "--log-file",
             str(tmp_path / "rotel-agent.log"),
         ],
-        {**os.environ, "NO_COLOR": "1"},
+        # The collector carries the project's ingest key (an env var keeps it off the command line).
+        {
+            **os.environ,
+            "NO_COLOR": "1",
+            "ROTEL_OTLP_EXPORTER_CUSTOM_HEADERS": f"authorization=Bearer {server.ingest_key}",
+        },
         tmp_path / "rotel.log",
         ROOT,
     ).start()
@@ -113,6 +117,7 @@ def test_spans_reach_fulfillwatch_through_the_collector_and_become_incidents(
 
     found = wait_for(incidents, timeout=90, interval=0.5, what="incidents from spans sent through Rotel")
     assert found == {prefix + "failed": "result_failed", prefix + "missing": "result_missing"}
-    ingest = httpx.get(f"{server.api_url}/healthz").json()["ingest"]
+    with server.client() as client:
+        ingest = client.get("/api/health").json()["ingest"]
     assert ingest["spans_ignored"] >= 1, ingest  # the HTTP span came through and was left alone
     assert collector.alive()

@@ -4,6 +4,7 @@ and its pure view logic."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from fulfillwatch.dashboard import views
 from fulfillwatch.dashboard.settings import reset_settings
-from support.otlp import encode, post, record_scenario, recorded_spans
+from support.otlp import encode, record_scenario, recorded_spans
 from support.serve import ServeProcess, free_port, wait_for
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard/src/fulfillwatch/dashboard/app.py")
@@ -37,7 +38,7 @@ def seeded(server: ServeProcess) -> dict[str, str]:
                 timeout=1,
                 effect="grant_credits",
             )
-        assert post(server.otlp_url, encode(spans.get_finished_spans())).status_code == 200
+        assert server.post_spans(encode(spans.get_finished_spans())).status_code == 200
     for name in ("failed", "missing", "skipped"):
         wait_for(lambda n=name: server.incident_for(ids[n]), timeout=15, what=f"the {name} incident")
     return ids
@@ -72,10 +73,15 @@ def _page(page: str, **query: str) -> AppTest:
 
 
 def _texts(at: AppTest) -> str:
-    return "\n".join(
-        str(element.value)
-        for kind in ("markdown", "success", "error", "info", "warning", "caption")
-        for element in getattr(at, kind)
+    """The page's text as a reader sees it (markdown escapes removed)."""
+    return re.sub(
+        r"\\(.)",
+        r"\1",
+        "\n".join(
+            str(element.value)
+            for kind in ("markdown", "success", "error", "info", "warning", "caption", "text")
+            for element in getattr(at, kind)
+        ),
     )
 
 
@@ -122,7 +128,7 @@ def test_incident_page_shows_the_story_and_records_an_acknowledgement(
     assert after["state"] == "acknowledged"
     assert [(e["type"], e["actor"], e["reason"]) for e in after["timeline"]][-1] == (
         "acknowledged",
-        "api:dashboard",
+        "demo",
         "on it",
     )
 
@@ -160,21 +166,73 @@ def test_an_unreachable_api_and_a_bad_token_are_said_clearly(
     assert "The API token was refused." in at.error[0].value
 
 
-def test_without_demo_mode_a_login_is_required(
-    server: ServeProcess, monkeypatch: pytest.MonkeyPatch, dashboard_env: None
+USERS_FILE = Path(__file__).parent / "fixtures" / "dashboard-users.toml"  # alice@example.com
+
+
+def test_without_demo_mode_a_per_user_sign_in_is_required(
+    server: ServeProcess, seeded: dict[str, str], monkeypatch: pytest.MonkeyPatch, dashboard_env: None
 ) -> None:
     monkeypatch.delenv("FULFILLWATCH_DASHBOARD_DEMO")
-    monkeypatch.setenv("FULFILLWATCH_DASHBOARD_PASSWORD", "correct horse battery")
+    monkeypatch.setenv("FULFILLWATCH_API_TOKEN", server.token_for("dashboard"))  # admin + act_as
+    monkeypatch.setenv("FULFILLWATCH_DASHBOARD_USERS_FILE", str(USERS_FILE))
     reset_settings()
     at = _app()
-    assert not at.metric  # nothing shown before logging in
+    assert not at.metric  # nothing shown before signing in
+    at.text_input[0].input("alice@example.com")
     at.text_input[1].input("nope")
     at.button[0].click().run()
-    assert "Wrong password or token." in at.error[0].value
-    at.text_input[0].input("carol")
-    at.text_input[1].input("correct horse battery")
+    assert "Wrong user name or password." in at.error[0].value
+    at.text_input[1].input("correct-horse-battery")
     at.button[0].click().run()
     assert [metric.label for metric in at.metric][:1] == ["Open incidents"]
+    # What she does is recorded as hers, through the dashboard's token.
+    incident = server.incident_for(seeded["skipped"])
+    assert incident is not None
+    for key, value in {"id": incident["id"]}.items():
+        at.query_params[key] = value
+    at.switch_page("screens/incident.py").run()
+    at.button(key="action_note").click().run()
+    at.text_input(key="action_text").input("looking into it")
+    at.button(key="action_confirm").click().run()
+    note = server.get(f"/api/incidents/{incident['id']}")["timeline"][-1]
+    assert (note["type"], note["actor"], note["details"]["via"]) == ("note", "alice@example.com", "dashboard")
+
+
+def test_sign_in_attempts_are_rate_limited(monkeypatch: pytest.MonkeyPatch, dashboard_env: None) -> None:
+    monkeypatch.delenv("FULFILLWATCH_DASHBOARD_DEMO")
+    monkeypatch.setenv("FULFILLWATCH_DASHBOARD_USERS_FILE", str(USERS_FILE))
+    monkeypatch.setenv("FULFILLWATCH_DASHBOARD_LOGIN_ATTEMPTS_PER_USER", "3")
+    monkeypatch.setenv("FULFILLWATCH_DASHBOARD_LOGIN_WINDOW_S", "3600")  # a throttle of this test's own
+    reset_settings()
+    at = _app()
+    for _ in range(3):
+        at.text_input[0].input("alice@example.com")
+        at.text_input[1].input("guess")
+        at.button[0].click().run()
+        assert "Wrong user name or password." in at.error[0].value
+    at.text_input[1].input("correct-horse-battery")  # even the right password waits now
+    at.button[0].click().run()
+    assert "Too many failed sign-ins" in at.error[0].value
+    assert not at.metric
+
+
+def test_a_proxy_header_counts_only_from_the_configured_proxy(
+    monkeypatch: pytest.MonkeyPatch, dashboard_env: None
+) -> None:
+    from fulfillwatch.dashboard.auth import proxy_user
+
+    headers = {"X-Forwarded-Email": "mallory@example.com"}
+    assert proxy_user(headers, "127.0.0.1", None, []) is None  # not configured: ignored
+    assert proxy_user(headers, "203.0.113.9", "X-Forwarded-Email", ["10.0.0.0/8"]) is None  # not the proxy
+    assert proxy_user(headers, "10.1.2.3", "X-Forwarded-Email", ["10.0.0.0/8"]) == "mallory@example.com"
+    # In the app: configured, but this session does not come from the proxy → the sign-in form.
+    monkeypatch.delenv("FULFILLWATCH_DASHBOARD_DEMO")
+    monkeypatch.setenv("FULFILLWATCH_DASHBOARD_USERS_FILE", str(USERS_FILE))
+    monkeypatch.setenv("FULFILLWATCH_DASHBOARD_TRUSTED_PROXY_HEADER", "X-Forwarded-Email")
+    monkeypatch.setenv("FULFILLWATCH_DASHBOARD_TRUSTED_PROXIES", '["10.0.0.0/8"]')
+    reset_settings()
+    at = _app()
+    assert not at.metric and at.text_input[0].label == "User name"
 
 
 def test_views_format_what_the_pages_show() -> None:

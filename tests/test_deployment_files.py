@@ -10,6 +10,7 @@ not run here: that test is marked ``docker`` and runs elsewhere with
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -30,8 +31,11 @@ from support.serve import ROOT
 SECRETS = {
     "FULFILLWATCH_API_TOKEN": "compose-test-token-0123456789",
     "CLICKHOUSE_PASSWORD": "compose-test-password",
-    "FULFILLWATCH_DASHBOARD_PASSWORD": "compose-test-dashboard",
+    "FULFILLWATCH_DASHBOARD_USERS_FILE": str(ROOT / "tests" / "fixtures" / "dashboard-users.toml"),
     "SHOP_REPAIR_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "OTEL_COLLECTOR_APP_TOKEN": "compose-test-app-token-0123456789",
+    "FULFILLWATCH_INGEST_KEY": "fwk_compose_test_key",
+    "FULFILLWATCH_INGEST_KEY_SHA256": hashlib.sha256(b"fwk_compose_test_key").hexdigest(),
 }
 
 
@@ -112,15 +116,28 @@ def test_fulfillwatch_services_get_a_valid_configuration(compose: dict[str, Any]
             settings.clickhouse_dsn.startswith("http://fulfillwatch:")
             and "@clickhouse:8123/" in settings.clickhouse_dsn
         )
+        access = settings.ingest_access()
+        assert access.required and access.service_projects == {"stripe-shop": "shop"}
+        [key] = access.keys.values()
+        assert key.digest == SECRETS["FULFILLWATCH_INGEST_KEY_SHA256"] and key.projects == {"shop"}
         target = settings.repair_targets["stripe-shop"]
         assert urlsplit(str(target.url)).hostname == "shop-web"
         assert [secret.get_secret_value() for secret in target.secrets] == [SECRETS["SHOP_REPAIR_SECRET"]]
         assert settings.host == "0.0.0.0"
 
 
+def _published(port: str | dict[str, Any]) -> tuple[str, int]:
+    """(host address, container port) of a published port in short ("ip:host:container") or
+    long syntax."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip", "")), int(port["target"])
+    parts = port.split(":")
+    return (parts[0] if len(parts) == 3 else ""), int(parts[-1].split("/")[0])
+
+
 def _ports(service: dict[str, Any]) -> set[int]:
     exposed = {int(port) for port in service.get("expose", [])}
-    published = {int(port["target"]) for port in service.get("ports", [])}
+    published = {_published(port)[1] for port in service.get("ports", [])}
     return exposed | published
 
 
@@ -153,6 +170,11 @@ def test_collector_pipelines_use_only_defined_components(collector_config: dict[
     assert [p["exporters"] for p in filtered] == [["otlp_http/fulfillwatch"]]
     fulfillwatch = collector_config["exporters"]["otlp_http/fulfillwatch"]
     assert fulfillwatch["retry_on_failure"]["enabled"] and fulfillwatch["sending_queue"]["enabled"]
+    # Every hop is authenticated: apps → this collector, this collector → Fulfillwatch.
+    assert fulfillwatch["headers"]["authorization"] == "Bearer ${env:FULFILLWATCH_INGEST_KEY}"
+    for name, protocol in collector_config["receivers"]["otlp"]["protocols"].items():
+        authenticator = protocol["auth"]["authenticator"]
+        assert authenticator in service["extensions"] and authenticator.startswith("bearertokenauth"), name
 
 
 def test_collector_endpoints_match_the_compose_services(
@@ -174,6 +196,13 @@ def test_collector_endpoints_match_the_compose_services(
     # The shop's spans go to the collector's OTLP/HTTP receiver.
     shop_endpoint = urlsplit(services["shop-web"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
     assert shop_endpoint.hostname == "otel-collector" and shop_endpoint.port in receiver_ports
+    assert services["shop-web"]["environment"]["OTEL_EXPORTER_OTLP_HEADERS"] == (
+        f"Authorization=Bearer%20{SECRETS['OTEL_COLLECTOR_APP_TOKEN']}"
+    )
+    # Published ports listen on the host's loopback only.
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert _published(port)[0] == "127.0.0.1", f"{name} publishes {port} beyond loopback"
     # The collector runs this file, in the version its component names are written for.
     collector = services["otel-collector"]
     mounts = [_mount(volume) for volume in collector["volumes"]]

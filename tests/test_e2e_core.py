@@ -18,7 +18,7 @@ def _kinds(timeline: list[dict]) -> list[str]:
 
 
 def test_failed_result_opens_result_failed_within_two_seconds(server: ServeProcess, prefix: str) -> None:
-    [event_id] = run_app("failed", otlp_url=server.otlp_url, prefix=prefix)
+    [event_id] = run_app("failed", otlp_url=server.otlp_url, ingest_key=server.ingest_key, prefix=prefix)
     flushed = time.monotonic()  # the app exits only after its spans were acknowledged
     incident = wait_for(lambda: server.incident_for(event_id), timeout=2.0, what="result_failed incident")
     assert time.monotonic() - flushed < 2.0
@@ -37,14 +37,16 @@ def test_failed_result_opens_result_failed_within_two_seconds(server: ServeProce
 
 
 def test_missing_result_opens_after_the_deadline_and_late_success_resolves(server: ServeProcess, prefix: str) -> None:
-    [event_id] = run_app("missing", otlp_url=server.otlp_url, prefix=prefix, timeout=3)
+    [event_id] = run_app("missing", otlp_url=server.otlp_url, ingest_key=server.ingest_key, prefix=prefix, timeout=3)
     sent = time.monotonic()
     assert server.incident_for(event_id) is None  # not before the deadline
     incident = wait_for(lambda: server.incident_for(event_id), timeout=15, what="result_missing incident")
     assert time.monotonic() - sent >= 2.0
     assert incident["kind"] == "result_missing" and incident["state"] == "open"
 
-    run_app("success", otlp_url=server.otlp_url, prefix=prefix)  # the lost job finally runs
+    run_app(
+        "success", otlp_url=server.otlp_url, ingest_key=server.ingest_key, prefix=prefix
+    )  # the lost job finally runs
     resolved = wait_for(
         lambda: (i := server.incident_for(event_id)) and i["state"] == "resolved" and i,
         timeout=5,
@@ -59,7 +61,7 @@ def test_missing_result_opens_after_the_deadline_and_late_success_resolves(serve
 
 
 def test_only_skipped_results_become_duplicate_suppressed(server: ServeProcess, prefix: str) -> None:
-    [event_id] = run_app("skipped", otlp_url=server.otlp_url, prefix=prefix, timeout=2)
+    [event_id] = run_app("skipped", otlp_url=server.otlp_url, ingest_key=server.ingest_key, prefix=prefix, timeout=2)
     incident = wait_for(lambda: server.incident_for(event_id), timeout=15, what="duplicate_suppressed")
     assert incident["kind"] == "duplicate_suppressed"
     event = server.get(f"/api/events/{event_id}")
@@ -68,11 +70,13 @@ def test_only_skipped_results_become_duplicate_suppressed(server: ServeProcess, 
 
 
 def test_a_thousand_healthy_events_open_no_incident(server: ServeProcess, prefix: str) -> None:
-    before = server.get("/healthz")["ingest"]["signals_stored"]
-    event_ids = run_app("healthy", otlp_url=server.otlp_url, prefix=prefix, count=1000, timeout=1)
+    before = server.get("/api/health")["ingest"]["signals_stored"]
+    event_ids = run_app(
+        "healthy", otlp_url=server.otlp_url, ingest_key=server.ingest_key, prefix=prefix, count=1000, timeout=1
+    )
     assert len(set(event_ids)) == 1000
     wait_for(
-        lambda: server.get("/healthz")["ingest"]["signals_stored"] - before >= 2000,
+        lambda: server.get("/api/health")["ingest"]["signals_stored"] - before >= 2000,
         timeout=10,
         what="2000 signals stored",
     )
@@ -94,7 +98,9 @@ def _heartbeat_after(server: ServeProcess, instant: float) -> bool:
 
 def test_spans_also_reach_the_apps_own_exporter(server: ServeProcess, prefix: str, tmp_path: Path) -> None:
     spans_file = tmp_path / "app-backend.jsonl"
-    [event_id] = run_app("app-provider", otlp_url=server.otlp_url, prefix=prefix, spans_file=spans_file)
+    [event_id] = run_app(
+        "app-provider", otlp_url=server.otlp_url, ingest_key=server.ingest_key, prefix=prefix, spans_file=spans_file
+    )
     exported = [json.loads(line) for line in spans_file.read_text().splitlines()]
     assert [s["name"] for s in exported] == ["fulfillment.receipt", "fulfillment.result"]
     assert all(s["attributes"]["stripe.event.id"] == event_id for s in exported)

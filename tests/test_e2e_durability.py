@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import fulfillwatch.instrumentation as fw
-from support.otlp import encode, post, recorded_spans
+from support.otlp import encode, recorded_spans
 from support.serve import ServeProcess, wait_for
 
 
@@ -59,7 +59,7 @@ def _snapshot(server: ServeProcess, event_ids: list[str]) -> dict[str, Any]:
 
 def test_the_same_batch_three_times_equals_once(server: ServeProcess, prefix: str) -> None:
     body, event_ids = _scenario_batch(prefix, timeout=1)
-    assert post(server.otlp_url, body).status_code == 200
+    assert server.post_spans(body).status_code == 200
     wait_for(
         lambda: len(server.incidents(kind="result_missing", stripe_event_id=event_ids[1])) == 1,
         timeout=15,
@@ -70,7 +70,7 @@ def test_the_same_batch_three_times_equals_once(server: ServeProcess, prefix: st
     assert [len(once[e]["incidents"]) for e in event_ids] == [1, 1, 1, 0]
 
     for _ in range(2):
-        assert post(server.otlp_url, body).status_code == 200
+        assert server.post_spans(body).status_code == 200
     # Two evaluations after the replays: the second re-reads them through the overlap window.
     for _ in range(2):
         last = _heartbeat(server)
@@ -102,7 +102,7 @@ def test_sigkill_after_acknowledgement_loses_nothing_and_deadlines_still_fire(
                     fw.record_receipt(event_id, event_type="invoice.paid", timeout=6)
                 body = encode(spans.get_finished_spans())
             try:
-                if post(server.otlp_url, body).status_code == 200:
+                if server.post_spans(body).status_code == 200:
                     acknowledged.append(ids)
             except Exception:  # the server died mid-request: not acknowledged
                 return

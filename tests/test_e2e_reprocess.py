@@ -23,7 +23,7 @@ from standardwebhooks import Webhook
 
 import fulfillwatch.instrumentation as fw
 from fulfillwatch.instrumentation.repair import verify_repair_request
-from support.otlp import encode, post, recorded_spans
+from support.otlp import encode, recorded_spans
 from support.receiver import RecordingServer
 from support.serve import ROOT, ServeProcess, free_port, run_app, wait_for
 
@@ -79,10 +79,9 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, endpoints: Endpoints) -> Iterator[ServeProcess]:
     directory = tmp_path_factory.mktemp("serve")
-    config = directory / "fulfillwatch.toml"
-    config.write_text(endpoints.config())
+    config_text = endpoints.config()
     process = ServeProcess(data_dir=directory / "data", log_path=directory / "serve.log")
-    process.extra_args = ("--config", str(config))
+    process.config = config_text
     process.start()
     yield process
     assert process.stop() == 0, process.log()
@@ -92,7 +91,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, endpoints: Endpoints) -> It
 def repair_app(endpoints: Endpoints, server: ServeProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     env = {
         **os.environ,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": server.otlp_url,
+        **server.exporter_env(),
         "OTEL_SERVICE_NAME": "shop",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
@@ -130,14 +129,17 @@ def repair_app(endpoints: Endpoints, server: ServeProcess, tmp_path_factory: pyt
 
 
 def _failed_incident(server: ServeProcess, prefix: str, service: str) -> dict[str, Any]:
-    [event_id] = run_app("failed", otlp_url=server.otlp_url, prefix=prefix, service=service)
+    [event_id] = run_app(
+        "failed", otlp_url=server.otlp_url, ingest_key=server.ingest_key, prefix=prefix, service=service
+    )
     return wait_for(lambda: server.incident_for(event_id), timeout=10, what="an incident to reprocess")
 
 
 def _reprocess(server: ServeProcess, incident_id: str, actor: str = "alice", reason: str = "") -> httpx.Response:
-    with server.client() as client:
+    # A header naming someone else is ignored: the actor is the token's name.
+    with server.client(token=actor) as client:
         return client.post(
-            f"/api/incidents/{incident_id}/reprocess", json={"reason": reason}, headers={"X-Fulfillwatch-Actor": actor}
+            f"/api/incidents/{incident_id}/reprocess", json={"reason": reason}, headers={"X-Fulfillwatch-Actor": "ciso"}
         )
 
 
@@ -163,7 +165,7 @@ def test_reprocess_reaches_the_repair_app_signed_and_its_success_resolves(
     document = Webhook(SECRET).verify(body, headers)  # the third-party library, with either secret
     Webhook(NEW_SECRET).verify(body, headers)
     assert verify_repair_request(headers, body, [SECRET]).replay_id == replay_id  # and our helper
-    assert document["incident_id"] == incident["id"] and document["requested_by"] == "api:alice"
+    assert document["incident_id"] == incident["id"] and document["requested_by"] == "alice"
     assert document["stripe_event_id"] == incident["stripe_event_id"]
 
     resolved = wait_for(lambda: _state(server, incident["id"], "resolved"), timeout=10, what="resolution")
@@ -172,7 +174,7 @@ def test_reprocess_reaches_the_repair_app_signed_and_its_success_resolves(
         ("receipt", None),
         ("result", None),
         ("opened", "system"),
-        ("reprocess_requested", "api:alice"),
+        ("reprocess_requested", "alice"),
         ("callback_attempt", "system"),
         ("result", None),
         ("resolved", "system"),
@@ -199,7 +201,7 @@ def test_5xx_is_retried_until_delivered_and_the_apps_success_resolves(
 
     with recorded_spans(service="flaky-shop") as spans:  # the app's repair ran: its success result
         fw.record_result(incident["stripe_event_id"], "success", replay_id=replay_id, event_type=incident["event_type"])
-        assert post(server.otlp_url, encode(spans.get_finished_spans())).status_code == 200
+        assert server.post_spans(encode(spans.get_finished_spans())).status_code == 200
     resolved = wait_for(lambda: _state(server, incident["id"], "resolved"), timeout=10, what="resolution")
     attempts = [e["details"] for e in resolved["timeline"] if e["type"] == "callback_attempt"]
     assert [(a["status"], a["outcome"]) for a in attempts] == [(500, "retrying"), (500, "retrying"), (200, "delivered")]
@@ -254,12 +256,13 @@ def test_two_reprocess_requests_at_the_same_moment_make_one_dispatch(
 
 def test_lifecycle_actions_are_recorded_with_their_actor(server: ServeProcess, prefix: str) -> None:
     incident = _failed_incident(server, prefix, "nowhere-shop")
-    with server.client() as client:
-        acked = client.post(
+    with server.client(token="bob") as bob:
+        acked = bob.post(
             f"/api/incidents/{incident['id']}/acknowledge",
             json={"reason": "looking"},
-            headers={"X-Fulfillwatch-Actor": "bob"},
+            headers={"X-Fulfillwatch-Actor": "alice@security (CISO)"},  # ignored: the token says who
         )
+    with server.client() as client:
         assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
         noted = client.post(f"/api/incidents/{incident['id']}/notes", json={"text": "tenant sync is lagging"})
         assert noted.json()["state"] == "acknowledged"  # a note changes nothing
@@ -274,7 +277,7 @@ def test_lifecycle_actions_are_recorded_with_their_actor(server: ServeProcess, p
         (e["type"], e["actor"], e["reason"], e["state"]) for e in timeline if e["actor"] and e["actor"] != "system"
     ]
     assert actions == [
-        ("acknowledged", "api:bob", "looking", "acknowledged"),
+        ("acknowledged", "bob", "looking", "acknowledged"),
         ("note", "api", "tenant sync is lagging", None),
         ("ignored", "api", "test tenant", "ignored"),
     ]
@@ -308,13 +311,12 @@ def test_bulk_reprocess_dry_run_then_a_job_with_progress(
 
 def test_a_delivery_interrupted_by_a_crash_resumes_after_restart(tmp_path: Path, prefix: str) -> None:
     endpoint = RecordingServer(statuses=[503])  # then 200
-    config = tmp_path / "fulfillwatch.toml"
-    config.write_text(
+    config_text = (
         f'[repair_targets.slow-shop]\nurl = "{endpoint.url}/repair"\nsecrets = ["{SECRET}"]\n'
         "retry_schedule_s = [0, 2]\n"
     )
     server = ServeProcess(data_dir=tmp_path / "data", log_path=tmp_path / "serve.log")
-    server.extra_args = ("--config", str(config))
+    server.config = config_text
     try:
         server.start()
         incident = _failed_incident(server, prefix, "slow-shop")

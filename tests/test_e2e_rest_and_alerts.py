@@ -18,7 +18,7 @@ import pytest
 from standardwebhooks import Webhook
 
 import fulfillwatch.instrumentation as fw
-from support.otlp import encode, post, record_scenario, recorded_spans
+from support.otlp import encode, record_scenario, recorded_spans
 from support.receiver import RecordingServer
 from support.serve import ServeProcess, free_port, wait_for
 
@@ -55,12 +55,10 @@ def receivers() -> Iterator[Receivers]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, receivers: Receivers) -> Iterator[ServeProcess]:
     directory = tmp_path_factory.mktemp("serve")
-    config = directory / "fulfillwatch.toml"
-    config.write_text(
-        f"""
-[ingest_projects.legacy]
-key_sha256 = "{hashlib.sha256(REST_KEY.encode()).hexdigest()}"
-service = "shop"
+    config_text = f"""
+[ingest_keys.legacy]
+sha256 = "{hashlib.sha256(REST_KEY.encode()).hexdigest()}"
+projects = ["default"]
 
 [alerts.hook]
 type = "webhook"
@@ -82,17 +80,19 @@ type = "slack"
 url = "http://127.0.0.1:{receivers.broken_port}/never"
 retry_schedule_s = [0, 0.2, 0.2]
 """
-    )
     process = ServeProcess(data_dir=directory / "data", log_path=directory / "serve.log")
-    process.extra_args = ("--config", str(config))
+    process.config = config_text
     process.start()
     yield process
     assert process.stop() == 0, process.log()
 
 
 def _rest(server: ServeProcess, path: str, body: dict[str, Any], key: str, token: str = REST_KEY) -> httpx.Response:
+    # The key writes for the tests' default project, which has several services: name one.
     return httpx.post(
-        f"{server.otlp_url}/v1/{path}", json=body, headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key}
+        f"{server.otlp_url}/v1/{path}",
+        json={"service": "shop", **body},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
     )
 
 
@@ -128,7 +128,7 @@ def test_spans_and_rest_ingest_tell_the_same_story(server: ServeProcess, prefix:
                 event_type="invoice.paid",
                 timeout=1,
             )
-        assert post(server.otlp_url, encode(spans.get_finished_spans())).status_code == 200
+        assert server.post_spans(encode(spans.get_finished_spans())).status_code == 200
     for scenario in scenarios:
         event_id = f"evt_{prefix}rest{scenario}"
         receipt = {"stripe_event_id": event_id, "event_type": "invoice.paid", "timeout_minutes": 1 / 60}
@@ -187,13 +187,13 @@ def test_alerts_reach_every_destination_and_one_down_blocks_none(
     with recorded_spans(service="shop") as spans:
         receipt = fw.record_receipt(event_id, event_type="invoice.paid")
         fw.record_result(event_id, "failure", error=TenantNotFound("no tenant row"), receipt=receipt)
-        assert post(server.otlp_url, encode(spans.get_finished_spans())).status_code == 200
+        assert server.post_spans(encode(spans.get_finished_spans())).status_code == 200
     incident = _incident(server, event_id)
     with server.client() as client:
         assert client.post(f"/api/incidents/{incident['id']}/acknowledge", json={}).status_code == 200
     with recorded_spans(service="shop") as spans:
         fw.record_result(event_id, "success", event_type="invoice.paid")
-        assert post(server.otlp_url, encode(spans.get_finished_spans())).status_code == 200
+        assert server.post_spans(encode(spans.get_finished_spans())).status_code == 200
 
     def delivered(recorder: RecordingServer, count: int) -> list[Any]:
         # PagerDuty's acknowledge/resolve carry only the dedup key (the incident id).

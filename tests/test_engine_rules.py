@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.incident_engine.model.status import Expectation, Health, Kind, ResultInfo, assess
 from fulfillwatch.incident_engine.model.transitions import IncidentHead, State, TransitionType, plan
 
@@ -29,10 +30,7 @@ def _expectation(*results: ResultInfo, receipt: bool = True, new: tuple[ResultIn
     decisive = [r for r in results if r.outcome in ("success", "failure")]
     return Expectation(
         incident_id="inc_1",
-        stripe_event_id="evt_1",
-        effect="",
-        event_type="invoice.paid",
-        service="shop",
+        identity=ExpectationIdentity("default", "evt_1", "", "invoice.paid", "shop"),
         first_at=T0,
         receipt_at=T0 if receipt else None,
         due_at=T0 + TIMEOUT if receipt else None,

@@ -36,7 +36,7 @@ SHOP_APP = "examples.stripe_shop.tasks"
 class Shop:
     """The example shop's processes and files."""
 
-    def __init__(self, directory: Path, redis_url: str, otlp_url: str) -> None:
+    def __init__(self, directory: Path, redis_url: str, otlp_url: str, ingest_key: str) -> None:
         self.directory = directory
         self.port = free_port()
         self.db = directory / "shop.sqlite"
@@ -51,6 +51,8 @@ class Shop:
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "FULFILLWATCH_TIMEOUTS": f"checkout.session.completed={SHORT}s,invoice.paid=20s",
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url,
+            # init()'s own exporter sends it (the shop has no tracing of its own)
+            "FULFILLWATCH_INGEST_KEY": ingest_key,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "OTEL_SERVICE_NAME": "stripe-shop",
         }
@@ -79,15 +81,14 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServePr
     directory = tmp_path_factory.mktemp("catalog")
     redis_server = RedisServer(directory).start()
     shop_port = free_port()
-    config = directory / "fulfillwatch.toml"
-    config.write_text(
+    config_text = (
         f'[repair_targets.stripe-shop]\nurl = "http://127.0.0.1:{shop_port}/fulfillwatch/repair"\n'
         f'secrets = ["{REPAIR_SECRET}"]\nretry_schedule_s = [0, 0.5, 1]\n'
     )
     server = ServeProcess(data_dir=directory / "serve", log_path=directory / "serve.log")
-    server.extra_args = ("--config", str(config))
+    server.config = config_text
     server.start()
-    shop = Shop(directory, redis_server.url, server.otlp_url)
+    shop = Shop(directory, redis_server.url, server.otlp_url, server.ingest_key)
     shop.port = shop_port
     shop_db.ensure_schema(shop.db, shop.inbox)
     shop_db.add_tenant(shop.db, CUSTOMER)

@@ -48,9 +48,9 @@ def _engine(store: Store) -> tuple[Engine, OtelTracesImporter]:
 def _incidents(store: Store, prefix: str) -> dict[str, tuple[str, str]]:
     page = list_incidents(store.client("test"), IncidentFilter(), limit=500, offset=0)
     return {
-        item["stripe_event_id"]: (item["kind"], item["state"])
+        item.identity.stripe_event_id: (item.kind, item.state.value)
         for item in page.items
-        if item["stripe_event_id"].startswith(prefix)
+        if item.identity.stripe_event_id.startswith(prefix)
     }
 
 

@@ -96,7 +96,7 @@ def test_the_vocabulary_module_is_standard_library_only() -> None:
 
 
 def test_the_cli_makes_secrets_and_api_keys_the_config_accepts() -> None:
-    from fulfillwatch.collector_processor.rest_ingest import hash_api_key
+    from fulfillwatch.collector_processor.ingest_auth import hash_api_key
     from fulfillwatch.incident_engine.config import check_signing_secret
 
     secret = subprocess.run(
@@ -104,10 +104,19 @@ def test_the_cli_makes_secrets_and_api_keys_the_config_accepts() -> None:
     ).stdout.strip()
     assert check_signing_secret(secret) == secret
     made = subprocess.run(
-        [sys.executable, "-m", "fulfillwatch.incident_engine", "new-api-key", "legacy", "--service", "legacy-shop"],
+        [sys.executable, "-m", "fulfillwatch.incident_engine", "new-api-key", "--project", "shop", "--service", "web"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
     key = made.split(": ", 1)[1].split()[0]
-    assert f'key_sha256 = "{hash_api_key(key)}"' in made and 'service = "legacy-shop"' in made
+    assert f'[ingest_keys."shop"]\nsha256 = "{hash_api_key(key)}"\nprojects = ["shop"]' in made
+    assert '[projects."shop"]\nservices = ["web"]' in made
+    made = subprocess.run(
+        [sys.executable, "-m", "fulfillwatch.incident_engine", "new-api-token", "oncall", "--scope", "operate"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    token = made.split(": ", 1)[1].split()[0]
+    assert f'[api_tokens."oncall"]\nsha256 = "{hash_api_key(token)}"\nscopes = ["operate"]' in made

@@ -12,7 +12,7 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 import fulfillwatch.instrumentation as fw
-from support.otlp import PROTOBUF, encode, post, recorded_spans
+from support.otlp import PROTOBUF, encode, recorded_spans
 from support.serve import ServeProcess, wait_for
 
 MIB = 1024 * 1024
@@ -58,12 +58,12 @@ def _status(response: httpx.Response) -> str:
 
 
 def _assert_still_serving(server: ServeProcess, prefix: str) -> None:
-    assert post(server.otlp_url, _batch(prefix + "ok", 1)).status_code == 200
+    assert server.post_spans(_batch(prefix + "ok", 1)).status_code == 200
     assert httpx.get(f"{server.api_url}/healthz").status_code == 200
 
 
 def test_protobuf_batch_is_stored(server: ServeProcess, prefix: str) -> None:
-    response = post(server.otlp_url, _batch(prefix))
+    response = server.post_spans(_batch(prefix))
     assert response.status_code == 200
     assert response.headers["content-type"] == PROTOBUF
     assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
@@ -82,7 +82,7 @@ def test_compressed_bodies_are_accepted(server: ServeProcess, prefix: str, encod
         squeezer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
         compressed = squeezer.compress(body) + squeezer.flush()
     header = "deflate" if encoding == "raw-deflate" else encoding
-    assert post(server.otlp_url, compressed, content_encoding=header).status_code == 200
+    assert server.post_spans(compressed, content_encoding=header).status_code == 200
     assert server.get(f"/api/events/evt_{prefix}0")["signals"]
 
 
@@ -95,7 +95,7 @@ def test_otlp_json_with_hex_ids_is_stored(server: ServeProcess, prefix: str) -> 
         ),
         _json_span("GET /health", "EEE19B7EC3C1B175", {}),
     )
-    response = post(server.otlp_url, body, "application/json")
+    response = server.post_spans(body, "application/json")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {}
@@ -119,7 +119,7 @@ def test_unusable_fulfillment_spans_are_reported_as_partial_success(server: Serv
             {"stripe.event.id": f"evt_{prefix}", "fulfillment.outcome": "success"},
         ),
     )
-    response = post(server.otlp_url, body, "application/json")
+    response = server.post_spans(body, "application/json")
     assert response.status_code == 200
     partial = response.json()["partialSuccess"]
     assert partial["rejectedSpans"] == "2"
@@ -130,7 +130,7 @@ def test_unusable_fulfillment_spans_are_reported_as_partial_success(server: Serv
     with recorded_spans() as spans:
         fw.record_result("", "success")  # logged and dropped by the library: build one by hand
     tracer_body = _json_request(_json_span("fulfillment.receipt", "0000000000000004", {}))
-    response = post(server.otlp_url, tracer_body, "application/json")
+    response = server.post_spans(tracer_body, "application/json")
     assert response.json()["partialSuccess"]["rejectedSpans"] == "1"
     assert not spans.get_finished_spans()
 
@@ -164,7 +164,7 @@ def test_malformed_requests_get_a_4xx_with_a_message(
     status: int,
     message: str,
 ) -> None:
-    response = post(server.otlp_url, body, content_type, **headers)
+    response = server.post_spans(body, content_type, **headers)
     assert response.status_code == status
     assert message in _status(response)
     _assert_still_serving(server, prefix)
@@ -172,23 +172,23 @@ def test_malformed_requests_get_a_4xx_with_a_message(
 
 def test_bodies_over_20_mib_get_413_before_and_after_decompression(server: ServeProcess, prefix: str) -> None:
     too_big = b"\x00" * (20 * MIB + 1)
-    response = post(server.otlp_url, too_big)
+    response = server.post_spans(too_big)
     assert response.status_code == 413
     assert "exceeds" in _status(response)
     bomb = gzip.compress(b"\x00" * (21 * MIB))  # ~21 KiB on the wire
     assert len(bomb) < MIB
-    response = post(server.otlp_url, bomb, content_encoding="gzip")
+    response = server.post_spans(bomb, content_encoding="gzip")
     assert response.status_code == 413
     assert "decompressed" in _status(response)
     _assert_still_serving(server, prefix)
 
 
 def test_ingest_counters_count_ignored_spans(server: ServeProcess, prefix: str) -> None:
-    before = server.get("/healthz")["ingest"]
+    before = server.get("/api/health")["ingest"]
     body = _json_request(*(_json_span(f"GET /{n}", f"{n:016x}", {}) for n in range(5)))
-    assert post(server.otlp_url, body, "application/json").status_code == 200
+    assert server.post_spans(body, "application/json").status_code == 200
     after = wait_for(
-        lambda: (h := server.get("/healthz")["ingest"])["spans_ignored"] >= before["spans_ignored"] + 5 and h,
+        lambda: (h := server.get("/api/health")["ingest"])["spans_ignored"] >= before["spans_ignored"] + 5 and h,
         timeout=5,
         what="counters",
     )

@@ -11,6 +11,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 import fulfillwatch.instrumentation as fw
+from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.incident_engine.delivery.reprocess import DispatchJob
 from fulfillwatch.incident_engine.delivery.signing import signed_request
 from fulfillwatch.instrumentation import vocabulary as v
@@ -38,10 +39,7 @@ def _callback(secrets: list[str], replay_id: str = "rpl_test1", **overrides: Any
     job = DispatchJob(
         incident_id="inc_1",
         replay_id=replay_id,
-        service="shop",
-        stripe_event_id="evt_1",
-        event_type="invoice.paid",
-        effect="invoice.paid",
+        identity=ExpectationIdentity.of("evt_1", "invoice.paid", "invoice.paid", "shop"),
         kind="result_failed",
         requested_by="api:alice",
         reason="customer called",

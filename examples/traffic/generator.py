@@ -78,14 +78,21 @@ def _fail(event: dict[str, Any], rng: random.Random) -> None:
     raise sqlite3.OperationalError("database is locked")
 
 
-def run(endpoint: str | None, rate: float, duration: float, timeout: float, seed: int | None) -> int:
+def run(
+    endpoint: str | None, rate: float, duration: float, timeout: float, seed: int | None, ingest_key: str | None = None
+) -> int:
     """Send traffic until ``duration`` seconds passed (0: forever); return events sent."""
     import fulfillwatch.instrumentation as fw
 
     if endpoint:
         os.environ.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
     os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
-    fw.init(service_name="stripe-shop-demo", default_timeout=timeout, tracked_event_types="*")
+    fw.init(
+        service_name="stripe-shop-demo",
+        default_timeout=timeout,
+        tracked_event_types="*",
+        ingest_key=ingest_key or os.environ.get("FULFILLWATCH_INGEST_KEY") or None,
+    )
     rng = random.Random(seed)
     scenarios, weights = zip(*SCENARIO_WEIGHTS.items(), strict=True)
     timers: list[threading.Timer] = []
@@ -131,10 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=0, help="seconds to run (default: until Ctrl-C)")
     parser.add_argument("--timeout", type=float, default=20, help="fulfillment deadline in seconds (default 20)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--ingest-key", help="Fulfillwatch ingest key (default: FULFILLWATCH_INGEST_KEY)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        sent = run(args.endpoint, args.rate, args.duration, args.timeout, args.seed)
+        sent = run(args.endpoint, args.rate, args.duration, args.timeout, args.seed, args.ingest_key)
     except KeyboardInterrupt:
         return
     print(f"sent {sent} events")

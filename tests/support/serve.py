@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -10,12 +11,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+
+from support.otlp import PROTOBUF, post
 
 ROOT = Path(__file__).resolve().parents[2]
 _T = TypeVar("_T")
@@ -41,9 +44,46 @@ def wait_for(check: Callable[[], _T], *, timeout: float, interval: float = 0.05,
         time.sleep(interval)
 
 
+#: The services of the tests' default project (ingest keys are required: a span of a service
+#: outside the key's project would be rejected).
+TEST_SERVICES = (
+    "shop",
+    "json-app",
+    "shop-with-own-tracing",
+    "stripe-shop",
+    "plain-celery",
+    "flaky-shop",
+    "down-shop",
+    "nowhere-shop",
+    "slow-shop",
+    "strict-shop",
+    "bench-shop",
+)
+
+
+#: The named API tokens of every test server, with their scopes.
+TEST_TOKENS = {
+    "alice": ("operate",),
+    "bob": ("operate",),
+    "reader": ("read",),
+    "dashboard": ("admin", "act_as"),
+}
+
+
+def toml_list(values: Sequence[str]) -> str:
+    return "[" + ", ".join(f'"{value}"' for value in values) + "]"
+
+
+def sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 @dataclass
 class ServeProcess:
-    """A ``fulfillwatch serve`` subprocess on free ports with its own data directory."""
+    """A ``fulfillwatch serve`` subprocess on free ports with its own data directory.
+
+    Its configuration has the project ``default`` owning :data:`TEST_SERVICES` and an ingest key
+    for it (:attr:`ingest_key`), plus whatever ``config`` adds (TOML)."""
 
     data_dir: Path
     log_path: Path
@@ -51,10 +91,49 @@ class ServeProcess:
     default_timeout: float = 1800
     extra_env: Mapping[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
+    config: str = ""
+    services: tuple[str, ...] = TEST_SERVICES
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    ingest_key: str = field(default_factory=lambda: "fwk_" + secrets.token_urlsafe(24))
+    #: Named API tokens (name → scopes) besides FULFILLWATCH_API_TOKEN ("api", every scope).
+    token_scopes: Mapping[str, Sequence[str]] = field(default_factory=lambda: dict(TEST_TOKENS))
+    _tokens: dict[str, str] = field(default_factory=dict)
     otlp_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.log_path.with_name(self.log_path.stem + ".toml")
+
+    def token_for(self, name: str) -> str:
+        """The API token named ``name`` (see :attr:`token_scopes`)."""
+        return self._tokens.setdefault(name, "fwt_" + secrets.token_urlsafe(24))
+
+    def write_config(self) -> Path:
+        base = (
+            f"[projects.default]\nservices = {toml_list(self.services)}\n\n"
+            f'[ingest_keys.tests]\nsha256 = "{sha256(self.ingest_key)}"\nprojects = ["default"]\n\n'
+        )
+        for name, scopes in self.token_scopes.items():
+            base += f'[api_tokens.{name}]\nsha256 = "{sha256(self.token_for(name))}"\nscopes = {toml_list(scopes)}\n\n'
+        self.config_path.write_text(base + self.config)
+        return self.config_path
+
+    def otlp_headers(self) -> dict[str, str]:
+        """What an OTLP sender of the default project sends."""
+        return {"Authorization": f"Bearer {self.ingest_key}"}
+
+    def exporter_env(self) -> dict[str, str]:
+        """The variables that point an app's OTLP exporter here, with the ingest key."""
+        return {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_url,
+            "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer%20{self.ingest_key}",
+        }
+
+    def post_spans(self, body: bytes, content_type: str = PROTOBUF, **headers: str) -> httpx.Response:
+        """POST an OTLP body with the default project's ingest key."""
+        return post(self.otlp_url, body, content_type, **{"authorization": f"Bearer {self.ingest_key}", **headers})
 
     @property
     def otlp_url(self) -> str:
@@ -83,6 +162,8 @@ class ServeProcess:
             str(self.engine_interval),
             "--default-timeout",
             str(self.default_timeout),
+            "--config",
+            str(self.write_config()),
             *self.extra_args,
         ]
         log = self.log_path.open("ab")
@@ -121,8 +202,10 @@ class ServeProcess:
 
     # --- API ----------------------------------------------------------------------------------
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+    def client(self, token: str | None = None, **headers: str) -> httpx.Client:
+        """An API client with FULFILLWATCH_API_TOKEN, or with the named token ``token``."""
+        secret = self.token if token is None else self.token_for(token)
+        return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {secret}", **headers}, timeout=30)
 
     def get(self, path: str, **params: Any) -> Any:
         with self.client() as client:
@@ -150,6 +233,7 @@ def run_app(
     *,
     otlp_url: str,
     prefix: str,
+    ingest_key: str,
     count: int = 1,
     timeout: float | None = None,
     spans_file: Path | None = None,
@@ -173,6 +257,8 @@ def run_app(
         **os.environ,
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url,
         "OTEL_SERVICE_NAME": service,
+        # What an app exporting through its own provider sets; init()'s exporter reads it too.
+        "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer%20{ingest_key}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)

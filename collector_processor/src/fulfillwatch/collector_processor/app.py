@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import concurrent.futures
 
 from fastapi import FastAPI
 
+from .catch_all import CatchAll
 from .counters import IngestCounters
+from .ingest_auth import IngestAccess
+from .ingest_gate import ByteBudget, IngestGate, IngestLimits
 from .receiver import ReceiverSettings, build_receiver_router
-from .rest_ingest import IngestProjectKey, build_rest_router
+from .rest_ingest import build_rest_router
 from .store import Store
 from .version import __version__
 from .writer import SignalWriter
+
+#: Threads decoding requests: enough to keep the writer busy, few enough to leave the event
+#: loop (and the API it also serves) a core.
+DECODE_THREADS = 2
 
 
 def create_ingest_app(
@@ -19,18 +26,29 @@ def create_ingest_app(
     store: Store,
     counters: IngestCounters,
     settings: ReceiverSettings,
-    rest_keys: Mapping[str, IngestProjectKey] | None = None,
+    access: IngestAccess,
+    *,
+    limits: IngestLimits | None = None,
+    budget: ByteBudget | None = None,
 ) -> FastAPI:
     """The ingest app; the caller owns the writer's lifecycle (``start``/``stop``).
 
-    ``rest_keys`` maps SHA-256 digests of REST API keys to their project (none: every REST
-    call is refused with 401).
+    ``access`` says which ingest keys exist and which projects own which services; ``budget``
+    (shared with readiness checks) bounds the bytes in flight.
     """
+    limits = limits or IngestLimits(max_body_bytes=settings.max_body_bytes)
+    budget = budget or ByteBudget(limits.inflight_bytes)
+    pool = concurrent.futures.ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="fw-decode")
     app = FastAPI(
         title="Fulfillwatch ingest",
         version=__version__,
-        description="OTLP/HTTP trace receiver keeping Stripe fulfillment spans, and REST ingest.",
+        description="OTLP/HTTP trace receiver keeping Stripe fulfillment spans, and REST ingest. "
+        "Every route needs an ingest key (`Authorization: Bearer <key>`) unless ingest "
+        "authentication is off.",
     )
-    app.include_router(build_receiver_router(writer, counters, settings))
-    app.include_router(build_rest_router(writer, store, counters, rest_keys or {}, settings.default_timeout_s))
+    app.include_router(build_receiver_router(writer, counters, settings, access, pool))
+    app.include_router(build_rest_router(writer, store, counters, access, settings.default_timeout_s))
+    app.add_middleware(IngestGate, access=access, limits=limits, counters=counters, budget=budget)
+    app.add_middleware(CatchAll)  # outermost: nothing escapes as a traceback
+    app.state.decode_pool = pool
     return app

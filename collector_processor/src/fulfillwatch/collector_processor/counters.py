@@ -19,6 +19,15 @@ class IngestCounters:
     requests_too_large: int = 0
     requests_unsupported: int = 0
     requests_store_unavailable: int = 0
+    #: Requests the store refused for their own content (400), after a shared insert failed.
+    requests_rejected_by_store: int = 0
+    requests_unauthorized: int = 0
+    #: Refused with 429 because the in-flight byte budget was spent.
+    requests_throttled: int = 0
+    #: Bodies that did not arrive within the read timeout (408).
+    requests_timed_out: int = 0
+    #: Clients that went away before sending their whole body (or before the answer).
+    client_disconnects: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **increments: int) -> None:

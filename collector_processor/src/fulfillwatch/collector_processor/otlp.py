@@ -6,16 +6,21 @@ whole trace stream. A structurally broken request raises :class:`MalformedReques
 a fulfillment span that is well-formed OTLP but unusable is *rejected* and reported through
 ``partial_success``.
 
+Each resource's ``service.name`` decides the project its spans count for (``project_of``, see
+:mod:`.ingest_auth`); spans of a service the sender may not write for are rejected too.
+
 OTLP/JSON is not the proto3 JSON mapping: ids are hex, enums are integers, 64-bit integers may be
 strings or numbers (see ``opentelemetry-proto/docs/specification.md``). That is why the JSON
 decoder walks the dict itself instead of calling ``json_format.Parse``, which would read the
-hex ids as base64.
+hex ids as base64. JSON may also carry what protobuf cannot: lone UTF-16 surrogates (replaced,
+so that they cannot fail an insert) and unbounded nesting (refused).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +30,21 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from fulfillwatch.instrumentation import vocabulary as v
 
+from .ingest_auth import DEFAULT_PROJECT
 from .signals import Signal
 from .span_signals import SpanFields, UnusableSpan, signal_from_span
 
 _SERVICE_NAME = "service.name"
 _MAX_REJECTION_DETAILS = 5
+#: Nesting of arrays/kvlists inside one attribute value (the OTLP/JSON walker recurses).
+_MAX_VALUE_DEPTH = 16
+
+#: ``service.name`` → ``(project, "")``, or ``("", why its spans are rejected)``.
+ProjectOf = Callable[[str], tuple[str, str]]
+
+
+def _default_project(service: str) -> tuple[str, str]:
+    return DEFAULT_PROJECT, ""
 
 
 class MalformedRequest(ValueError):
@@ -59,12 +74,32 @@ class DecodedBatch:
         suffix = f"; and {more} more" if more > 0 else ""
         return f"{self.rejected} fulfillment span(s) rejected: {shown}{suffix}"
 
-    def add(self, fields: SpanFields, default_timeout_s: float) -> None:
+    def add(self, fields: SpanFields, rules: _Rules, project: str, refusal: str) -> None:
         """Convert one fulfillment span, recording a rejection instead of raising."""
+        if refusal:
+            self.rejections.append(f"span {fields.span_id or '?'}: {refusal}")
+            return
         try:
-            self.signals.append(signal_from_span(fields, default_timeout_s=default_timeout_s))
+            self.signals.append(
+                signal_from_span(
+                    fields, default_timeout_s=rules.default_timeout_s, project=project, now_us=rules.now_us
+                )
+            )
         except UnusableSpan as exc:
             self.rejections.append(f"span {fields.span_id or '?'}: {exc}")
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """What one request is decoded with (read once per request, not per span)."""
+
+    default_timeout_s: float
+    project_of: ProjectOf
+    now_us: int
+
+    @classmethod
+    def make(cls, default_timeout_s: float, project_of: ProjectOf | None) -> _Rules:
+        return cls(default_timeout_s, project_of or _default_project, int(time.time() * 1_000_000))
 
 
 # --- protobuf ----------------------------------------------------------------------------------
@@ -94,12 +129,13 @@ def _attributes(key_values: Any) -> dict[str, object]:
     return attributes
 
 
-def decode_protobuf(body: bytes, *, default_timeout_s: float) -> DecodedBatch:
+def decode_protobuf(body: bytes, *, default_timeout_s: float, project_of: ProjectOf | None = None) -> DecodedBatch:
     """Decode an ``ExportTraceServiceRequest`` in protobuf encoding."""
     try:
         request = ExportTraceServiceRequest.FromString(body)
     except DecodeError as exc:
         raise MalformedRequest(f"the body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}") from None
+    rules = _Rules.make(default_timeout_s, project_of)
     batch = DecodedBatch()
     names = v.FULFILLMENT_SPANS
     for resource_spans in request.resource_spans:
@@ -108,6 +144,7 @@ def decode_protobuf(body: bytes, *, default_timeout_s: float) -> DecodedBatch:
             if kv.key == _SERVICE_NAME:
                 service = str(_any_value(kv.value) or "")
                 break
+        project, refusal = rules.project_of(service)
         for scope_spans in resource_spans.scope_spans:
             spans = scope_spans.spans
             batch.spans += len(spans)
@@ -132,7 +169,9 @@ def decode_protobuf(body: bytes, *, default_timeout_s: float) -> DecodedBatch:
                         link.trace_id.hex() if link is not None else "",
                         link.span_id.hex() if link is not None else "",
                     ),
-                    default_timeout_s,
+                    rules,
+                    project,
+                    refusal,
                 )
     return batch
 
@@ -155,17 +194,30 @@ def _object(value: object, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _json_any_value(value: object, where: str) -> object:
+def _utf8(text: object) -> object:
+    """A JSON string as text that encodes to UTF-8 (``\\ud800`` escapes decode to lone
+    surrogates, which no column can store)."""
+    if isinstance(text, str):
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "replace").decode()
+    return text
+
+
+def _json_any_value(value: object, where: str, depth: int = 0) -> object:
     if not isinstance(value, dict):
         raise MalformedRequest(f"{where} must be an AnyValue object")
+    if depth > _MAX_VALUE_DEPTH:
+        raise MalformedRequest(f"{where} nests arrays or kvlists deeper than {_MAX_VALUE_DEPTH} levels")
     if "stringValue" in value:
-        return value["stringValue"]
+        return _utf8(value["stringValue"])
     if "boolValue" in value:
         return value["boolValue"]
     if "intValue" in value:  # int64: a decimal string or a number
         try:
             return int(value["intValue"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise MalformedRequest(f"{where}.intValue is not an integer") from None
     if "doubleValue" in value:
         try:
@@ -174,22 +226,25 @@ def _json_any_value(value: object, where: str) -> object:
             raise MalformedRequest(f"{where}.doubleValue is not a number") from None
     if "arrayValue" in value:
         items = _list(_object(value["arrayValue"], f"{where}.arrayValue"), "values", f"{where}.arrayValue")
-        return [_json_any_value(item, f"{where}.arrayValue.values[{i}]") for i, item in enumerate(items)]
+        return [_json_any_value(item, f"{where}.arrayValue.values[{i}]", depth + 1) for i, item in enumerate(items)]
     if "kvlistValue" in value:
-        return _json_attributes(_object(value["kvlistValue"], f"{where}.kvlistValue"), f"{where}.kvlistValue", "values")
+        container = _object(value["kvlistValue"], f"{where}.kvlistValue")
+        return _json_attributes(container, f"{where}.kvlistValue", "values", depth + 1)
     if "bytesValue" in value:
         return str(value["bytesValue"])
     return None
 
 
-def _json_attributes(container: Mapping[str, Any], where: str, key: str = "attributes") -> dict[str, object]:
+def _json_attributes(
+    container: Mapping[str, Any], where: str, key: str = "attributes", depth: int = 0
+) -> dict[str, object]:
     attributes: dict[str, object] = {}
     for i, item in enumerate(_list(container, key, where)):
         kv = _object(item, f"{where}.{key}[{i}]")
         name = kv.get("key")
         if not isinstance(name, str):
             raise MalformedRequest(f"{where}.{key}[{i}].key must be a string")
-        attributes[name] = _json_any_value(kv.get("value", {}), f"{where}.{key}[{i}].value")
+        attributes[str(_utf8(name))] = _json_any_value(kv.get("value", {}), f"{where}.{key}[{i}].value", depth)
     return attributes
 
 
@@ -212,23 +267,27 @@ def _json_int(value: object, where: str) -> int:
         raise MalformedRequest(f"{where} must be an integer")
     try:
         return int(value)  # type: ignore[call-overload, no-any-return]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise MalformedRequest(f"{where} must be an integer (a number or a decimal string)") from None
 
 
-def decode_json(body: bytes, *, default_timeout_s: float) -> DecodedBatch:
+def decode_json(body: bytes, *, default_timeout_s: float, project_of: ProjectOf | None = None) -> DecodedBatch:
     """Decode an ``ExportTraceServiceRequest`` in OTLP/JSON encoding."""
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedRequest("the JSON body nests too deeply") from None
     request = _object(document, "the request body")
+    rules = _Rules.make(default_timeout_s, project_of)
     batch = DecodedBatch()
     for r, resource_spans in enumerate(_list(request, "resourceSpans", "request")):
         where_r = f"resourceSpans[{r}]"
         resource_spans = _object(resource_spans, where_r)
         resource = _object(resource_spans.get("resource", {}), f"{where_r}.resource")
         service = str(_json_attributes(resource, f"{where_r}.resource").get(_SERVICE_NAME) or "")
+        project, refusal = rules.project_of(service)
         for s, scope_spans in enumerate(_list(resource_spans, "scopeSpans", where_r)):
             where_s = f"{where_r}.scopeSpans[{s}]"
             spans = _list(_object(scope_spans, where_s), "spans", where_s)
@@ -237,7 +296,7 @@ def decode_json(body: bytes, *, default_timeout_s: float) -> DecodedBatch:
                 where = f"{where_s}.spans[{i}]"
                 span = _object(span, where)
                 name = span.get("name", "")
-                if name not in v.FULFILLMENT_SPANS:
+                if not isinstance(name, str) or name not in v.FULFILLMENT_SPANS:
                     batch.ignored += 1
                     continue
                 links = _list(span, "links", where)
@@ -250,12 +309,14 @@ def decode_json(body: bytes, *, default_timeout_s: float) -> DecodedBatch:
                         span_id=_hex_id(span.get("spanId"), 8, f"{where}.spanId"),
                         end_time_ns=_json_int(span.get("endTimeUnixNano"), f"{where}.endTimeUnixNano"),
                         status_code=_json_int(status.get("code"), f"{where}.status.code"),
-                        status_message=str(status.get("message") or ""),
+                        status_message=str(_utf8(status.get("message") or "")),
                         attributes=_json_attributes(span, where),
                         service=service,
                         link_trace_id=_hex_id(link.get("traceId"), 16, f"{where}.links[0].traceId", required=False),
                         link_span_id=_hex_id(link.get("spanId"), 8, f"{where}.links[0].spanId", required=False),
                     ),
-                    default_timeout_s,
+                    rules,
+                    project,
+                    refusal,
                 )
     return batch

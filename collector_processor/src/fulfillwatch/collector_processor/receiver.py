@@ -5,32 +5,41 @@ It follows the OTLP/HTTP contract (``opentelemetry-proto/docs/specification.md``
 * protobuf (``application/x-protobuf``) and OTLP/JSON (``application/json``) on the same path,
   ``Content-Encoding: gzip | deflate``; the response uses the request's content type;
 * 200 only after the fulfillment spans are stored; an empty ``partial_success`` when all were
-  usable, ``rejected_spans`` + a message when some fulfillment spans were not;
-* 400 for a malformed body (with a ``google.rpc.Status`` saying what is wrong, never retried by
-  senders), 413 above the size limit (also after decompression), 415 for another content type,
-  503 + ``Retry-After`` when the store is unavailable (senders retry).
+  usable, ``rejected_spans`` + a message when some fulfillment spans were not (including spans
+  of a service the sender's ingest key may not write for);
+* 400 for a malformed body, or one whose rows the store refused (with a ``google.rpc.Status``
+  saying what is wrong, never retried by senders), 413 above the size limit (also after
+  decompression), 415 for another content type, 503 + ``Retry-After`` when the store is
+  unavailable (senders retry). Authentication, the in-flight budget (429) and the body timeout
+  (408) are the :mod:`.ingest_gate`'s, before the body is read.
+
+Decompression, decoding and building the Arrow table run in a small thread pool, not on the
+event loop that also serves the API and health probes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import zlib
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
-from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
 )
 
 from .counters import IngestCounters
+from .ingest_auth import IngestAccess, IngestKey
+from .ingest_gate import STATE_KEY
 from .otlp import DecodedBatch, MalformedRequest, decode_json, decode_protobuf
+from .responses import JSON, PROTOBUF, media_type, otlp_failure
+from .signals import SignalBatch
 from .store import StoreUnavailable
-from .writer import SignalWriter
+from .writer import RejectedBatch, SignalWriter
 
-PROTOBUF = "application/x-protobuf"
-JSON = "application/json"
 #: OTLP's recommended default limit, applied to the body before and after decompression.
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 #: Seconds an OTLP sender is asked to wait before retrying when the store is down.
@@ -50,25 +59,6 @@ class _Rejected(Exception):
     def __init__(self, status: int, message: str, counter: str) -> None:
         super().__init__(message)
         self.status, self.message, self.counter = status, message, counter
-
-
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    # Read incrementally so an oversized upload is refused without buffering all of it.
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _Rejected(413, f"the request body exceeds {limit} bytes", "requests_too_large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _Rejected(413, f"the request body exceeds {limit} bytes", "requests_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -98,8 +88,8 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return data
 
 
-def _success(media_type: str, batch: DecodedBatch) -> Response:
-    if media_type == JSON:
+def _success(media: str, batch: DecodedBatch) -> Response:
+    if media == JSON:
         payload: dict[str, object] = {}
         if batch.rejections:
             # int64 fields are strings in proto3 JSON.
@@ -116,65 +106,76 @@ def _success(media_type: str, batch: DecodedBatch) -> Response:
     return Response(response.SerializeToString(), media_type=PROTOBUF)
 
 
-def _failure(media_type: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    if media_type == PROTOBUF:
-        body = Status(code=_GRPC_CODES.get(status, 2), message=message).SerializeToString()
-        return Response(body, status_code=status, media_type=PROTOBUF, headers=headers)
-    payload = {"code": _GRPC_CODES.get(status, 2), "message": message}
-    return Response(json.dumps(payload), status_code=status, media_type=JSON, headers=headers)
-
-
-# google.rpc.Code for the HTTP statuses we answer (informational; senders must not rely on it).
-_GRPC_CODES = {400: 3, 413: 8, 415: 3, 503: 14}
-
-
-def build_receiver_router(writer: SignalWriter, counters: IngestCounters, settings: ReceiverSettings) -> APIRouter:
-    """The ``/v1/traces`` route, storing through ``writer`` and counting in ``counters``."""
+def build_receiver_router(
+    writer: SignalWriter,
+    counters: IngestCounters,
+    settings: ReceiverSettings,
+    access: IngestAccess,
+    pool: concurrent.futures.Executor,
+) -> APIRouter:
+    """The ``/v1/traces`` route, decoding in ``pool``, storing through ``writer``."""
     router = APIRouter(tags=["OTLP"])
+
+    def decode(body: bytes, media: str, encoding: str, key: IngestKey | None) -> tuple[DecodedBatch, SignalBatch]:
+        """Everything CPU-bound about one request (runs in the pool)."""
+        data = _decompress(body, encoding, settings.max_body_bytes)
+        decoder = decode_json if media == JSON else decode_protobuf
+
+        def project_of(service: str) -> tuple[str, str]:
+            return access.project_for(key, service)
+
+        try:
+            decoded = decoder(data, default_timeout_s=settings.default_timeout_s, project_of=project_of)
+        except MalformedRequest as exc:
+            raise _Rejected(400, str(exc), "requests_malformed") from None
+        try:
+            return decoded, SignalBatch.of(decoded.signals)
+        except (ValueError, OverflowError, UnicodeError) as exc:  # a value the checks let through
+            raise _Rejected(400, f"the spans cannot be stored: {exc}", "requests_malformed") from None
 
     @router.post(
         "/v1/traces",
         summary="OTLP/HTTP trace export",
         description="Accepts an OTLP ExportTraceServiceRequest (protobuf or JSON) and stores its "
-        "fulfillment spans. Other spans are counted and ignored.",
+        "fulfillment spans. Other spans are counted and ignored. Needs an ingest key "
+        "(`Authorization: Bearer <key>`) unless ingest authentication is off.",
         response_class=Response,
     )
     async def export_traces(request: Request) -> Response:
-        media_type = _media_type(request)
+        media = media_type(request.headers.get("content-type"))
         counters.add(requests=1)
+        answer_as = media if media in (PROTOBUF, JSON) else JSON
         try:
-            if media_type not in (PROTOBUF, JSON):
+            if media not in (PROTOBUF, JSON):
                 raise _Rejected(
                     415,
-                    f"unsupported Content-Type {media_type or '(none)'!r}: send {PROTOBUF} or {JSON}",
+                    f"unsupported Content-Type {media or '(none)'!r}: send {PROTOBUF} or {JSON}",
                     "requests_unsupported",
                 )
-            limit = settings.max_body_bytes
-            body = _decompress(await _read_body(request, limit), request.headers.get("content-encoding", ""), limit)
-            decode = decode_json if media_type == JSON else decode_protobuf
+            body = await request.body()  # read by the gate already, within its limits
+            key: IngestKey | None = request.scope.get("state", {}).get(STATE_KEY)
+            encoding = request.headers.get("content-encoding", "")
+            loop = asyncio.get_running_loop()
+            decoded, batch = await loop.run_in_executor(pool, decode, body, media, encoding, key)
             try:
-                batch = decode(body, default_timeout_s=settings.default_timeout_s)
-            except MalformedRequest as exc:
-                raise _Rejected(400, str(exc), "requests_malformed") from None
-            try:
-                await writer.write(batch.signals)
+                await writer.write(batch)
             except StoreUnavailable as exc:
                 counters.add(requests_store_unavailable=1)
-                return _failure(
-                    media_type,
-                    503,
-                    f"spans not stored, retry later: {exc}",
-                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                return otlp_failure(
+                    media, 503, f"spans not stored, retry later: {exc}", {"Retry-After": str(RETRY_AFTER_S)}
                 )
+            except RejectedBatch as exc:
+                counters.add(requests_rejected_by_store=1)
+                return otlp_failure(media, 400, f"spans not stored, do not retry: {exc}")
         except _Rejected as rejected:
             counters.add(**{rejected.counter: 1})
-            return _failure(media_type if media_type in (PROTOBUF, JSON) else JSON, rejected.status, rejected.message)
+            return otlp_failure(answer_as, rejected.status, rejected.message)
         counters.add(
-            spans_received=batch.spans,
-            signals_stored=len(batch.signals),
-            spans_ignored=batch.ignored,
-            spans_rejected=batch.rejected,
+            spans_received=decoded.spans,
+            signals_stored=len(decoded.signals),
+            spans_ignored=decoded.ignored,
+            spans_rejected=decoded.rejected,
         )
-        return _success(media_type, batch)
+        return _success(media, decoded)
 
     return router

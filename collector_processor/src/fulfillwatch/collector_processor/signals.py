@@ -16,6 +16,9 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
+from fulfillwatch.instrumentation.vocabulary import OUTCOME_FAILURE
+
+from .ingest_auth import DEFAULT_PROJECT
 from .migrations import Migration, RetentionRule
 
 SIGNALS_TABLE = "fw_signals"
@@ -89,6 +92,15 @@ SIGNAL_MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        # Signals belong to the project that owns their service (see ingest_auth); signals
+        # stored before projects existed belong to the default project.
+        "signals/0003_project",
+        (
+            f"ALTER TABLE {SIGNALS_TABLE} ADD COLUMN IF NOT EXISTS project LowCardinality(String) "
+            f"DEFAULT '{DEFAULT_PROJECT}'",
+        ),
+    ),
 )
 
 SIGNAL_RETENTION = (RetentionRule(SIGNALS_TABLE, "at"),)
@@ -128,12 +140,8 @@ class Signal:
     receipt_span_id: str = ""
     source: str = SOURCE_OTLP
     attributes: dict[str, str] = field(default_factory=dict)
-
-
-def effect_key(effect: str, event_type: str) -> str:
-    """The stored effect: ``""`` for the event's own fulfillment (no effect, or one named like
-    the event type), so that a worker that knows only the event id meets its receipt."""
-    return "" if effect == event_type else effect
+    #: The project that owns the signal's service (see :mod:`.ingest_auth`).
+    project: str = DEFAULT_PROJECT
 
 
 def micros(moment: datetime) -> int:
@@ -170,6 +178,7 @@ _ARROW_SCHEMA = pa.schema(
         ("receipt_span_id", pa.string()),
         ("source", pa.string()),
         ("attributes", pa.map_(pa.string(), pa.string())),
+        ("project", pa.string()),
     ]
 )
 #: Columns the writer sends; ``ingested_at`` is set by the store at insert time.
@@ -181,8 +190,12 @@ assert tuple(f.name for f in fields(Signal)) == tuple(_ARROW_SCHEMA.names), "Sig
 _ROW = operator.attrgetter(*_ARROW_SCHEMA.names)
 
 
-def to_arrow_stream(signals: Sequence[Signal]) -> bytes:
-    """Encode signals as an Arrow IPC stream (the fastest insert format measured for chDB)."""
+def to_arrow_table(signals: Sequence[Signal]) -> pa.Table:
+    """The signals as an Arrow table of the insert schema.
+
+    Raises ``pyarrow.ArrowInvalid``/``OverflowError``/``UnicodeError`` when a value does not fit
+    its column: callers build the table per request, so such a value fails only its request.
+    """
     columns: list[pa.Array] = []
     # Rows as tuples (one C call each), transposed: much cheaper than a getattr per cell.
     by_column = zip(*map(_ROW, signals), strict=True) if signals else ([] for _ in _ARROW_SCHEMA.names)
@@ -191,20 +204,56 @@ def to_arrow_stream(signals: Sequence[Signal]) -> bytes:
             columns.append(pa.array([list(d.items()) if d else [] for d in values], type=arrow_type))
         else:
             columns.append(pa.array(values, type=arrow_type))
-    table = pa.Table.from_arrays(columns, schema=_ARROW_SCHEMA)
+    return pa.Table.from_arrays(columns, schema=_ARROW_SCHEMA)
+
+
+def arrow_stream(tables: Sequence[pa.Table]) -> bytes:
+    """Tables of the insert schema as one Arrow IPC stream (the fastest insert format for chDB)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, _ARROW_SCHEMA) as stream:
-        stream.write_table(table)
+        for table in tables:
+            stream.write_table(table)
     return bytes(sink.getvalue().to_pybytes())
 
 
-def insert_signals(client: Client, signals: Sequence[Signal]) -> None:
-    """Insert signals in one block; returns once the store has them."""
-    if not signals:
+@dataclass(frozen=True)
+class SignalBatch:
+    """The signals of one request, ready to insert, and what the engine wants to know of them."""
+
+    table: pa.Table
+    rows: int
+    results: int
+    #: Results someone is waiting for: failures (open an incident at once) and results of a
+    #: reprocess (resolve it at once). Routine successes can wait for the next evaluation.
+    urgent: int
+
+    @classmethod
+    def of(cls, signals: Sequence[Signal]) -> SignalBatch:
+        """Build the table (may raise, see :func:`to_arrow_table`) and count."""
+        results = [signal for signal in signals if signal.signal == RESULT]
+        urgent = sum(1 for signal in results if signal.outcome == OUTCOME_FAILURE or signal.replay_id)
+        return cls(to_arrow_table(signals), len(signals), len(results), urgent)
+
+
+#: Settings of every signal insert. A retried backlog may cover many days; retention bounds
+#: how many daily partitions one insert can touch (the default limit, 100, is lower).
+INSERT_SETTINGS = {"max_partitions_per_insert_block": 1000}
+
+
+def insert_tables(client: Client, tables: Sequence[pa.Table]) -> None:
+    """Insert tables of signals as one block; returns once the store has them."""
+    if not tables:
         return
     client.raw_insert(
         SIGNALS_TABLE,
         column_names=list(INSERT_COLUMNS),
-        insert_block=to_arrow_stream(signals),
+        insert_block=arrow_stream(tables),
         fmt="ArrowStream",
+        settings=INSERT_SETTINGS,
     )
+
+
+def insert_signals(client: Client, signals: Sequence[Signal]) -> None:
+    """Insert signals in one block; returns once the store has them."""
+    if signals:
+        insert_tables(client, [to_arrow_table(signals)])

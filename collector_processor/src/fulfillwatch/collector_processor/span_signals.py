@@ -7,13 +7,16 @@ live here once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from fulfillwatch.instrumentation import vocabulary as v
 
-from .signals import RECEIPT, RESULT, SOURCE_OTLP, Signal, effect_key, micros
+from .identity import stored_effect
+from .ingest_auth import DEFAULT_PROJECT
+from .signals import RECEIPT, RESULT, SOURCE_OTLP, Signal, micros
 
 #: Attribute keys stored in dedicated columns (everything else goes to ``attributes``).
 _VOCABULARY_KEYS = frozenset(
@@ -39,6 +42,14 @@ _VOCABULARY_KEYS = frozenset(
 _MAX_EXTRA_ATTRIBUTES = 64
 _MAX_TEXT = 4096
 _MAX_ID = 256
+#: Bounds a span's values must respect to be stored: what the columns can hold and what can be
+#: a real fulfillment. A value outside them rejects that span (with the reason), so that it can
+#: never make the insert it shares with other senders' spans fail.
+EARLIEST_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z
+MAX_FUTURE_US = 86_400_000_000  # one day of clock skew
+MAX_TIMEOUT_S = 90 * 86_400.0
+_INT64 = 2**63
+_UINT32 = 2**32
 #: OTLP Status.code value for ERROR.
 STATUS_ERROR = 2
 #: ``StatusCode`` of an error span in the Collector ClickHouse exporter's table (old and new spelling).
@@ -98,8 +109,8 @@ def _seconds(value: object, key: str) -> float | None:
         seconds = float(value)
     except ValueError:
         raise UnusableSpan(f"{key} must be a number of seconds, got {value!r}") from None
-    if not seconds > 0:
-        raise UnusableSpan(f"{key} must be positive, got {value!r}")
+    if not 0 < seconds <= MAX_TIMEOUT_S:  # also false for NaN
+        raise UnusableSpan(f"{key} must be a positive number of seconds up to {MAX_TIMEOUT_S:.0f}, got {value!r}")
     return seconds
 
 
@@ -114,7 +125,7 @@ def _boolean(value: object) -> bool | None:
 def _due_at(attributes: Mapping[str, object], at: int, default_timeout_s: float) -> int:
     """The deadline in epoch microseconds: timeout_s after the receipt, or due_at, or the default."""
     timeout = attributes.get(v.FULFILLMENT_TIMEOUT_S)
-    if type(timeout) is not int or timeout <= 0:
+    if type(timeout) is not int or not 0 < timeout <= MAX_TIMEOUT_S:
         timeout = _seconds(timeout, v.FULFILLMENT_TIMEOUT_S)
     if timeout is not None:
         return at + round(timeout * 1_000_000)
@@ -122,9 +133,12 @@ def _due_at(attributes: Mapping[str, object], at: int, default_timeout_s: float)
     if isinstance(due_text, str) and due_text:
         try:
             due = datetime.fromisoformat(due_text.replace("Z", "+00:00"))
-        except ValueError:
+            due_us = micros(due if due.tzinfo else due.replace(tzinfo=timezone.utc))
+        except (ValueError, OverflowError):
             raise UnusableSpan(f"{v.FULFILLMENT_DUE_AT} is not an RFC 3339 time: {due_text!r}") from None
-        return micros(due if due.tzinfo else due.replace(tzinfo=timezone.utc))
+        if not EARLIEST_US <= due_us <= at + round(MAX_TIMEOUT_S * 1_000_000):
+            raise UnusableSpan(f"{v.FULFILLMENT_DUE_AT} {due_text!r} is not within {MAX_TIMEOUT_S:.0f} s of the span")
+        return due_us
     return at + round(default_timeout_s * 1_000_000)
 
 
@@ -148,11 +162,20 @@ def _extras(attributes: Mapping[str, object]) -> dict[str, str]:
     return extras
 
 
-def signal_from_span(fields: SpanFields, *, default_timeout_s: float, source: str = SOURCE_OTLP) -> Signal:
-    """Convert a fulfillment span; raises :class:`UnusableSpan` saying what is wrong.
+def signal_from_span(
+    fields: SpanFields,
+    *,
+    default_timeout_s: float,
+    source: str = SOURCE_OTLP,
+    project: str = DEFAULT_PROJECT,
+    now_us: int | None = None,
+) -> Signal:
+    """Convert a fulfillment span of ``project``; raises :class:`UnusableSpan` saying what is wrong.
 
-    This runs for every span received, so values of the expected type take the direct path
-    and only unusual ones go through the converting helpers.
+    Every value is checked against what its column holds and what a real fulfillment can be
+    (``now_us``, default the clock, bounds the end time). This runs for every span received,
+    so values of the expected type take the direct path and only unusual ones go through the
+    converting helpers.
     """
     attributes = fields.attributes
     get = attributes.get
@@ -168,17 +191,24 @@ def signal_from_span(fields: SpanFields, *, default_timeout_s: float, source: st
     if fields.end_time_ns <= 0:
         raise UnusableSpan("span has no end time")
     at = fields.end_time_ns // 1000
+    latest = (now_us if now_us is not None else int(time.time() * 1_000_000)) + MAX_FUTURE_US
+    if not EARLIEST_US <= at <= latest:
+        raise UnusableSpan(f"span end time {fields.end_time_ns} ns is not between 2000-01-01 and one day from now")
     event_type = _text(get(v.STRIPE_EVENT_TYPE), _MAX_ID)
-    effect = effect_key(_text(get(v.FULFILLMENT_EFFECT), _MAX_ID), event_type)
+    effect = stored_effect(_text(get(v.FULFILLMENT_EFFECT), _MAX_ID), event_type)
     attempt = get(v.FULFILLMENT_ATTEMPT)
     if type(attempt) is not int:
         attempt = _integer(attempt, v.FULFILLMENT_ATTEMPT) or 0
     amount = get(v.STRIPE_AMOUNT)
     if amount is not None and type(amount) is not int:
         amount = _integer(amount, v.STRIPE_AMOUNT)
+    if amount is not None and not -_INT64 <= amount < _INT64:
+        raise UnusableSpan(f"{v.STRIPE_AMOUNT} {amount} does not fit a 64-bit integer")
     created = get(v.STRIPE_EVENT_CREATED)
     if type(created) is not int:
         created = _integer(created, v.STRIPE_EVENT_CREATED) or 0
+    if not 0 <= created < _UINT32:
+        raise UnusableSpan(f"{v.STRIPE_EVENT_CREATED} {created} is not a Unix time in seconds")
     livemode = get(v.STRIPE_LIVEMODE)
     if livemode is not None and type(livemode) is not bool:
         livemode = _boolean(livemode)
@@ -212,13 +242,14 @@ def signal_from_span(fields: SpanFields, *, default_timeout_s: float, source: st
         _text(get(v.STRIPE_CUSTOMER), _MAX_ID),
         amount,
         _text(get(v.STRIPE_CURRENCY), 16),
-        max(created, 0),
+        created,
         fields.trace_id,
         fields.span_id,
         fields.link_trace_id,
         fields.link_span_id,
         source,
         _extras(attributes) if len(attributes) else {},
+        project,
     )
 
 

@@ -1,6 +1,6 @@
 """The one storage client: clickhouse-connect, on embedded chDB or a ClickHouse server.
 
-The DSN chooses the engine (DESIGN.md §1):
+The DSN chooses the engine (one client library for both, see docs/ARCHITECTURE.md "Storage"):
 
 * ``chdb:///abs/dir`` (or ``chdb://`` with a data directory; ``?database=name`` picks a
   database other than ``default``) — ClickHouse embedded in this process via chDB. A chDB
@@ -24,6 +24,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from .redaction import redact_url
 
 _logger = logging.getLogger("fulfillwatch.store")
 
@@ -79,22 +81,15 @@ def parse_dsn(dsn: str, data_dir: str | os.PathLike[str] | None = None) -> Store
         return StoreLocation(kind="chdb", chdb_path=os.path.realpath(os.path.expanduser(path)), database=database)
     if parts.scheme in ("http", "https", "clickhouse", "clickhouses"):
         if not parts.hostname:
-            raise InvalidDsn(f"the DSN {_redact(text)!r} has no host")
+            raise InvalidDsn(f"the DSN {redact_url(text)!r} has no host")
         database = parts.path.strip("/") or "default"
         if "/" in database:
             raise InvalidDsn(f"the DSN path must be one database name, got {database!r}")
         return StoreLocation(kind="http", url=text, database=database)
     raise InvalidDsn(
-        f"unsupported storage DSN {_redact(text)!r}: use chdb:///dir (embedded) or "
+        f"unsupported storage DSN {redact_url(text)!r}: use chdb:///dir (embedded) or "
         "http(s)://user:password@host:8123/database (ClickHouse server)"
     )
-
-
-def _redact(dsn: str) -> str:
-    parts = urlsplit(dsn)
-    if parts.password:
-        return dsn.replace(f":{parts.password}@", ":***@")
-    return dsn
 
 
 class Store:

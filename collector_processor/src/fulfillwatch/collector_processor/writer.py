@@ -1,10 +1,17 @@
 """Group-commit writer: every request waits for its own rows to be stored, inserts are shared.
 
-An OTLP sender is told 200 only after its spans are in the store (DESIGN.md §8), yet one insert
-per request would pay ClickHouse's fixed per-insert cost (milliseconds) for every 512-span
-batch. So requests queue their signals, one insert thread takes everything queued at once,
-and each request's future completes when the insert that carried it committed. Under load,
-batches grow by themselves; idle, a lone request is inserted at once.
+An OTLP sender is told 200 only after its spans are in the store, yet one insert per request
+would pay ClickHouse's fixed per-insert cost (milliseconds) for every 512-span batch. So
+requests queue their :class:`~.signals.SignalBatch` (already an Arrow table, built off the event
+loop), one insert thread takes everything queued at once, and each request's future completes
+when the insert that carried it committed. Under load, inserts grow by themselves; idle, a lone
+request is inserted at once.
+
+One bad request must never fail the others it shares an insert with. Values are checked at
+decode and typed when the table is built, per request; if a shared insert still fails, its
+requests are inserted one by one, so that only a request whose own content the store refuses
+fails — with :class:`RejectedBatch` (HTTP 400: do not retry) — while a store that cannot write
+at all fails them with :class:`~.store.StoreUnavailable` (HTTP 503: retry later).
 """
 
 from __future__ import annotations
@@ -17,17 +24,24 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from clickhouse_connect.driver.exceptions import ClickHouseError
+import pyarrow as pa
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 
-from fulfillwatch.instrumentation.vocabulary import OUTCOME_FAILURE
-
-from .signals import RESULT, Signal, insert_signals
+from .signals import SignalBatch, insert_tables
 from .store import Store, StoreUnavailable
 
 _logger = logging.getLogger("fulfillwatch.collector_processor")
 
 #: Upper bound of rows in one insert (bounds memory of one Arrow block).
 MAX_ROWS_PER_INSERT = 100_000
+#: ClickHouse error codes meaning "these rows cannot be stored" rather than "the store cannot
+#: store now": parse and conversion errors, values out of range, malformed Arrow.
+_CONTENT_ERROR_CODES = frozenset({6, 27, 36, 41, 53, 69, 70, 72, 117, 321, 407})
+_TOO_MANY_PARTITIONS = "Too many partitions for single INSERT block"
+
+
+class RejectedBatch(Exception):
+    """The store refused this request's own rows; retrying them cannot help."""
 
 
 @dataclass(frozen=True)
@@ -36,19 +50,27 @@ class StoredBatch:
 
     rows: int
     results: int
-    #: Results someone is waiting for: failures (open an incident at once) and results of a
-    #: reprocess (resolve it at once). Routine successes can wait for the next evaluation.
     urgent: int
 
 
 @dataclass
 class _Pending:
-    signals: Sequence[Signal]
+    batch: SignalBatch
     done: asyncio.Future[None]
 
 
+def is_content_error(error: BaseException) -> bool:
+    """Whether an insert failed because of the rows themselves (not the store's condition)."""
+    if isinstance(error, (pa.ArrowException, OverflowError, UnicodeError)):
+        return True
+    if isinstance(error, DatabaseError):
+        code = getattr(error, "code", None)
+        return code in _CONTENT_ERROR_CODES or (code == 252 and _TOO_MANY_PARTITIONS in str(error))
+    return False
+
+
 class SignalWriter:
-    """Writes signals through one store client from one dedicated thread."""
+    """Writes signal batches through one store client from one dedicated thread."""
 
     def __init__(
         self,
@@ -79,28 +101,29 @@ class SignalWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._queue:
+        while self._queue:
             await self._commit(self._take())
         self._thread.shutdown(wait=True)
 
-    async def write(self, signals: Sequence[Signal]) -> None:
-        """Return once ``signals`` are stored; raise :class:`StoreUnavailable` if they were not."""
-        if not signals:
+    async def write(self, batch: SignalBatch) -> None:
+        """Return once ``batch`` is stored; raise :class:`~.store.StoreUnavailable` (retry later)
+        or :class:`RejectedBatch` (never) if it was not."""
+        if not batch.rows:
             return
         if self._wakeup is None:
             raise RuntimeError("SignalWriter.start() was not called")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(signals, done))
+        self._queue.append(_Pending(batch, done))
         self._wakeup.set()
         await done
 
     def _take(self) -> list[_Pending]:
         taken: list[_Pending] = []
         rows = 0
-        while self._queue and (not taken or rows + len(self._queue[0].signals) <= self._max_rows):
+        while self._queue and (not taken or rows + self._queue[0].batch.rows <= self._max_rows):
             pending = self._queue.popleft()
             taken.append(pending)
-            rows += len(pending.signals)
+            rows += pending.batch.rows
         return taken
 
     async def _run(self) -> None:
@@ -111,33 +134,58 @@ class SignalWriter:
             while self._queue:
                 await self._commit(self._take())
 
-    async def _commit(self, batch: list[_Pending]) -> None:
-        signals = [signal for pending in batch for signal in pending.signals]
+    async def _commit(self, group: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
-        error: BaseException | None = None
         try:
-            await loop.run_in_executor(self._thread, self._insert, signals)
-        except StoreUnavailable as exc:
-            error = exc
-        except Exception as exc:  # any failure means "not stored": the sender must retry
-            _logger.exception("insert of %d signals failed", len(signals))
-            error = StoreUnavailable(f"the store refused the write: {exc}")
-        for pending in batch:
+            await loop.run_in_executor(self._thread, self._insert, [p.batch for p in group])
+            outcomes: list[BaseException | None] = [None] * len(group)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not stored": find out whose rows
+            if len(group) == 1:
+                outcomes = [self._classify(exc)]
+            else:
+                outcomes = [await self._insert_alone(pending) for pending in group]
+        stored = [pending for pending, error in zip(group, outcomes, strict=True) if error is None]
+        for pending, error in zip(group, outcomes, strict=True):
             if pending.done.done():
-                continue
+                continue  # the request went away (the client disconnected)
             if error is None:
                 pending.done.set_result(None)
             else:
                 pending.done.set_exception(error)
-        if error is None and self._on_stored is not None:
-            results = [signal for signal in signals if signal.signal == RESULT]
-            urgent = sum(1 for signal in results if signal.outcome == OUTCOME_FAILURE or signal.replay_id)
-            self._on_stored(StoredBatch(rows=len(signals), results=len(results), urgent=urgent))
+        if stored and self._on_stored is not None:
+            self._on_stored(
+                StoredBatch(
+                    rows=sum(p.batch.rows for p in stored),
+                    results=sum(p.batch.results for p in stored),
+                    urgent=sum(p.batch.urgent for p in stored),
+                )
+            )
 
-    def _insert(self, signals: list[Signal]) -> None:
+    async def _insert_alone(self, pending: _Pending) -> BaseException | None:
         try:
-            insert_signals(self._store.client("writer"), signals)
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._insert, [pending.batch])
+        except Exception as exc:  # noqa: BLE001 - classified: the request's own rows, or the store
+            return self._classify(exc)
+        return None
+
+    def _classify(self, error: BaseException) -> BaseException:
+        if is_content_error(error):
+            _logger.warning("the store refused a request's rows (answered 400): %s", _first_line(error))
+            return RejectedBatch(f"the store refused these spans: {_first_line(error)}")
+        if isinstance(error, StoreUnavailable):
+            return error
+        _logger.warning("insert failed, answering 503: %s", _first_line(error))
+        return StoreUnavailable(f"the store refused the write: {_first_line(error)}")
+
+    def _insert(self, batches: Sequence[SignalBatch]) -> None:
+        try:
+            insert_tables(self._store.client("writer"), [batch.table for batch in batches])
         except (ClickHouseError, OSError) as exc:
             self._store.discard("writer")
-            raise StoreUnavailable(f"the store refused the write: {exc}") from exc
+            raise exc
         self.inserts += 1
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]

@@ -10,10 +10,16 @@ from fulfillwatch.dashboard import ui
 
 st.set_page_config(page_title="Fulfillwatch", page_icon="🧾", layout="wide")
 # Not "pages": Streamlit would also serve a folder of that name as pages of their own, reachable
-# by URL without passing through this script — and so without the login below.
+# by URL without passing through this script — and so without the sign-in below.
 _PAGES = Path(__file__).parent / "screens"
 
 if ui.logged_in():
+    with st.sidebar:
+        st.caption("Signed in as")
+        st.text(str(st.session_state.get("user")))
+        if not ui.config().demo and st.button("Sign out", key="sign_out"):
+            ui.sign_out()
+            st.rerun()
     navigation = st.navigation(
         [
             st.Page(_PAGES / "overview.py", title="Overview", icon="📊", url_path="overview", default=True),

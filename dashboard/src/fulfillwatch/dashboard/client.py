@@ -35,13 +35,16 @@ class ApiError(ApiProblem):
 
 
 class ApiClient:
-    """A small typed wrapper around the endpoints the dashboard uses."""
+    """A small typed wrapper around the endpoints the dashboard uses.
 
-    def __init__(self, base_url: str, token: str, *, actor: str = "dashboard", timeout: float = 15) -> None:
+    It acts for ``user`` (``X-Fulfillwatch-User``): the dashboard's token must have the
+    ``act_as`` scope, and the audit trail then records that person, not the token."""
+
+    def __init__(self, base_url: str, token: str, *, user: str, timeout: float = 15) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token}", "X-Fulfillwatch-Actor": actor},
+            headers={"Authorization": f"Bearer {token}", "X-Fulfillwatch-User": user},
             timeout=timeout,
         )
 
@@ -52,6 +55,8 @@ class ApiClient:
             raise ApiUnreachable(f"cannot reach the Fulfillwatch API at {self.base_url}: {exc}") from None
         if response.status_code == 401:
             raise BadToken("the Fulfillwatch API refused the token")
+        if response.status_code == 403:
+            raise ApiError(403, "the dashboard's API token may not do this (it needs the operate scope and act_as)")
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
@@ -60,12 +65,10 @@ class ApiClient:
             raise ApiError(response.status_code, f"HTTP {response.status_code}: {detail}")
         return response.json()
 
-    def health(self) -> dict[str, Any]:
-        try:
-            response = self._http.get("/healthz")
-        except httpx.HTTPError as exc:
-            raise ApiUnreachable(f"cannot reach the Fulfillwatch API at {self.base_url}: {exc}") from None
-        return dict(response.json())
+    def vocabulary(self) -> dict[str, list[str]]:
+        """Incident states and kinds, as the API's schema declares them."""
+        schemas = self._call("GET", "/openapi.json")["components"]["schemas"]
+        return {"states": list(schemas["State"]["enum"]), "kinds": list(schemas["Kind"]["enum"])}
 
     def stats(self, window_hours: float = 24) -> dict[str, Any]:
         return dict(self._call("GET", "/api/stats", params={"window_hours": window_hours}))

@@ -1,6 +1,8 @@
 """What the pages show, computed from API documents — no Streamlit here, so it is unit-testable.
 
 Tables are pandas DataFrames, charts Altair charts; the Streamlit scripts only place them.
+Text that came from an app (reasons, error messages, services, effects) is never rendered as
+markdown: :func:`md` escapes it where it must sit inside markdown.
 """
 
 from __future__ import annotations
@@ -13,15 +15,24 @@ from urllib.parse import quote
 import altair as alt
 import pandas as pd
 
-STATE_LABELS = {
-    "open": "🔴 open",
-    "acknowledged": "🟠 acknowledged",
-    "reprocessing": "🔵 reprocessing",
-    "resolved": "🟢 resolved",
-    "ignored": "⚪ ignored",
-}
-KINDS = ("result_failed", "result_missing", "duplicate_suppressed")
-STATES = tuple(STATE_LABELS)
+#: Icons of the states the API declares (its schema is the list; an unknown state shows bare).
+STATE_ICONS = {"open": "🔴", "acknowledged": "🟠", "reprocessing": "🔵", "resolved": "🟢", "ignored": "⚪"}
+#: Characters with a meaning in Streamlit markdown: CommonMark's, ``:`` (emoji and colour
+#: directives), ``$`` (LaTeX) and ``~``.
+_MARKDOWN = set("\\`*_{}[]()<>#+-.!|:$~&")
+
+
+def state_label(state: str) -> str:
+    """``🔴 open``."""
+    icon = STATE_ICONS.get(state)
+    return f"{icon} {state}" if icon else state
+
+
+def md(text: object) -> str:
+    """Text shown literally inside markdown (every markdown character escaped)."""
+    return "".join(f"\\{char}" if char in _MARKDOWN else char for char in str(text)).replace("\n", " ")
+
+
 #: Timeline entries, by the lane they are drawn in.
 _LANES = {
     "receipt": "signals",
@@ -85,7 +96,7 @@ def incident_table(items: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     rows = [
         {
             "id": item["id"],
-            "state": STATE_LABELS.get(item["state"], item["state"]),
+            "state": state_label(item["state"]),
             "kind": item["kind"],
             "event type": item["event_type"],
             "effect": item["effect"],
@@ -219,7 +230,7 @@ def signals_table(signals: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         {
             "at": when(signal["at"]),
             "signal": signal["signal"],
-            "effect": signal["effect"] or signal["event_type"],
+            "effect": signal["effect"],
             "outcome": signal["outcome"],
             "attempt": signal["attempt"],
             "error": f"{signal['error_type']}: {signal['error_message']}" if signal.get("error_type") else "",

@@ -13,27 +13,27 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
+from rich.markup import escape
 
-from fulfillwatch.collector_processor.rest_ingest import hash_api_key
+from fulfillwatch.collector_processor.ingest_auth import hash_api_key
 from fulfillwatch.collector_processor.store import InvalidDsn, StoreUnavailable, parse_dsn
+from fulfillwatch.incident_engine.config import check_name
+from fulfillwatch.incident_engine.logs import LogFormat, configure_logging
 from fulfillwatch.incident_engine.settings import ALL_ROLES, Role, SettingsError, load_settings
 
 app = typer.Typer(
     help="Fulfillwatch: find paid Stripe events whose business effect failed or never happened.",
     no_args_is_help=True,
     add_completion=False,
+    # Errors are reported in one line; a server's output is not the place for rendered tracebacks.
+    pretty_exceptions_enable=False,
 )
 _console = Console(stderr=True)
+_logger = logging.getLogger("fulfillwatch")
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=_console, show_path=False, rich_tracebacks=True)],
-    )
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+_LogLevel = Annotated[str, typer.Option(help="debug | info | warning | error")]
+_LogFormatOption = Annotated[str, typer.Option("--log-format", help="plain | json (one JSON object per line)")]
 
 
 @app.command()
@@ -53,7 +53,8 @@ def serve(
         Optional[Path],
         typer.Option("--config", help="TOML file: repair_targets, alerts, ingest_projects, other settings"),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
+    log_level: _LogLevel = "info",
+    log_format: _LogFormatOption = "plain",
 ) -> None:
     """Run the OTLP receiver, the incident engine and the API in one process.
 
@@ -63,6 +64,7 @@ def serve(
         ALL_ROLES,
         config,
         log_level,
+        log_format,
         data_dir=data_dir,
         otlp_port=otlp_port,
         api_port=api_port,
@@ -73,14 +75,18 @@ def serve(
     )
 
 
-def _run(roles: frozenset[Role], config: Path | None, log_level: str, **overrides: Any) -> None:
+def _run(roles: frozenset[Role], config: Path | None, log_level: str, log_format: str, **overrides: Any) -> None:
     """Validate the settings, say what runs where, and run ``roles`` until stopped."""
-    _configure_logging(log_level)
+    if log_format not in ("plain", "json"):
+        _console.print(f"[red]fulfillwatch: --log-format must be plain or json, not {escape(log_format)!r}[/red]")
+        raise typer.Exit(2)
+    format_: LogFormat = "json" if log_format == "json" else "plain"
+    configure_logging(log_level, format_)
     try:
         settings = load_settings(config, **overrides)
         location = parse_dsn(settings.clickhouse_dsn, settings.data_dir)
     except (SettingsError, InvalidDsn) as exc:
-        _console.print(f"[red]fulfillwatch: invalid configuration:[/red] {exc}")
+        _console.print(f"[red]fulfillwatch: invalid configuration:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     if roles != ALL_ROLES and location.embedded:
         command = next(iter(roles)) if len(roles) == 1 else "the split services"
@@ -98,12 +104,18 @@ def _run(roles: frozenset[Role], config: Path | None, log_level: str, **override
     if "api" in roles:
         lines.append(f"  API        http://{settings.host}:{settings.api_port}/api/incidents  (docs: /docs)")
         for service, target in settings.repair_targets.items():
-            lines.append(f"  repair     {service} → {target.url} ({len(target.secrets)} signing secret(s))")
+            lines.append(
+                f"  repair     {escape(service)} → {target.describe()} ({len(target.secrets)} signing secret(s))"
+            )
     if "engine" in roles and settings.otel_traces_table:
         lines.append(f"  importing  fulfillment spans from {settings.otel_traces_table}")
     if "api" in roles or "engine" in roles:
         for name, destination in settings.alerts.items():
-            lines.append(f"  alerts     {name}: {destination.type}")
+            lines.append(f"  alerts     {escape(name)}: {destination.type} → {destination.describe()}")
+    if "collector" in roles and settings.receive_otlp:
+        access = settings.ingest_access()
+        auth = f"{len(access.keys)} ingest key(s)" if access.required else "OFF (no key needed)"
+        lines.append(f"  ingest     {len(settings.projects)} project(s), authentication: {auth}")
     if settings.demo:
         lines.append(f"  demo mode: API token [bold]{settings.token()}[/bold]")
     _console.print("\n".join(lines))
@@ -112,17 +124,21 @@ def _run(roles: frozenset[Role], config: Path | None, log_level: str, **override
     try:
         asyncio.run(run_server(settings, roles))
     except StoreUnavailable as exc:
-        _console.print(f"[red]fulfillwatch: store unavailable:[/red] {exc}")
+        _console.print(f"[red]fulfillwatch: store unavailable:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     except RuntimeError as exc:
-        _console.print(f"[red]fulfillwatch:[/red] {exc}")
+        _console.print(f"[red]fulfillwatch:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        _logger.debug("fulfillwatch stopped by an error", exc_info=exc)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        _console.print(f"[red]fulfillwatch: stopped by an error:[/red] {type(exc).__name__}: {escape(first)}")
         raise typer.Exit(1) from None
 
 
 _Config = Annotated[
     Optional[Path], typer.Option("--config", help="TOML file (the same as serve's); the store is its DSN")
 ]
-_LogLevel = Annotated[str, typer.Option(help="debug | info | warning | error")]
 
 
 @app.command()
@@ -131,9 +147,10 @@ def collector(
     otlp_port: Annotated[Optional[int], typer.Option(help="OTLP/HTTP port [default 4318]")] = None,
     host: Annotated[Optional[str], typer.Option(help="Address to bind [default 127.0.0.1]")] = None,
     log_level: _LogLevel = "info",
+    log_format: _LogFormatOption = "plain",
 ) -> None:
     """Split service: the OTLP/REST receiver only (needs a ClickHouse server; scale it out)."""
-    _run(frozenset({"collector"}), config, log_level, otlp_port=otlp_port, host=host)
+    _run(frozenset({"collector"}), config, log_level, log_format, otlp_port=otlp_port, host=host)
 
 
 @app.command()
@@ -141,9 +158,10 @@ def engine(
     config: _Config = None,
     engine_interval: Annotated[Optional[float], typer.Option(help="Seconds between evaluations [default 5]")] = None,
     log_level: _LogLevel = "info",
+    log_format: _LogFormatOption = "plain",
 ) -> None:
     """Split service: incident detection only (needs a ClickHouse server; one runs, others stand by)."""
-    _run(frozenset({"engine"}), config, log_level, engine_interval_s=engine_interval)
+    _run(frozenset({"engine"}), config, log_level, log_format, engine_interval_s=engine_interval)
 
 
 @app.command()
@@ -152,9 +170,10 @@ def api(
     api_port: Annotated[Optional[int], typer.Option(help="HTTP API port [default 8000]")] = None,
     host: Annotated[Optional[str], typer.Option(help="Address to bind [default 127.0.0.1]")] = None,
     log_level: _LogLevel = "info",
+    log_format: _LogFormatOption = "plain",
 ) -> None:
     """Split service: the HTTP API, lifecycle actions and reprocess callbacks (needs a ClickHouse server)."""
-    _run(frozenset({"api"}), config, log_level, api_port=api_port, host=host)
+    _run(frozenset({"api"}), config, log_level, log_format, api_port=api_port, host=host)
 
 
 @app.command()
@@ -197,12 +216,68 @@ def new_secret() -> None:
     typer.echo("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
 
 
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(f'"{value}"' for value in values) + "]"
+
+
+def _check_names(names: list[str], what: str) -> None:
+    for name in names:
+        try:
+            check_name(name, what)
+        except ValueError as exc:
+            typer.echo(f"fulfillwatch: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+
 @app.command("new-api-key")
-def new_api_key(project: Annotated[str, typer.Argument(help="Project name")], service: str = "") -> None:
-    """Print a REST ingest API key and the config table that accepts it (only its hash is stored)."""
+def new_api_key(
+    name: Annotated[Optional[str], typer.Argument(help="The key's name (default: the first project)")] = None,
+    project: Annotated[
+        Optional[list[str]], typer.Option("--project", help="A project the key writes for (repeat for several)")
+    ] = None,
+    service: Annotated[
+        Optional[list[str]], typer.Option("--service", help="A service.name of the project (also print its table)")
+    ] = None,
+) -> None:
+    """Print a new ingest key (OTLP and REST) and the config tables that accept it.
+
+    Only the key's SHA-256 goes into the configuration: the key itself is printed once, here.
+    """
+    projects = list(project or []) or ([name] if name else [])
+    if not projects:
+        typer.echo("fulfillwatch new-api-key: name the project: --project shop", err=True)
+        raise typer.Exit(2)
+    key_name = name or projects[0]
+    _check_names([key_name], "ingest key")
+    _check_names(projects, "project")
     key = "fwk_" + secrets.token_urlsafe(32)
-    typer.echo(f"API key (give it to the app; it is not stored anywhere): {key}\n")
-    typer.echo(f'[ingest_projects."{project}"]\nkey_sha256 = "{hash_api_key(key)}"\nservice = "{service or project}"')
+    typer.echo(f"Ingest key (give it to the app or Collector; it is not stored anywhere): {key}\n")
+    typer.echo(f'[ingest_keys."{key_name}"]\nsha256 = "{hash_api_key(key)}"\nprojects = {_toml_list(projects)}')
+    if service:
+        if len(projects) != 1:
+            typer.echo("fulfillwatch new-api-key: --service needs exactly one --project", err=True)
+            raise typer.Exit(2)
+        typer.echo(f'\n[projects."{projects[0]}"]\nservices = {_toml_list(list(service))}')
+
+
+@app.command("new-api-token")
+def new_api_token(
+    name: Annotated[str, typer.Argument(help="The token's name: the actor the audit trail records")],
+    scope: Annotated[
+        Optional[list[str]],
+        typer.Option("--scope", help="read | operate | admin | act_as (repeat for several) [default read]"),
+    ] = None,
+) -> None:
+    """Print a new API token and the config table that accepts it (only its SHA-256 is stored)."""
+    scopes = list(scope or ["read"])
+    unknown = sorted(set(scopes) - {"read", "operate", "admin", "act_as"})
+    if unknown:
+        typer.echo(f"fulfillwatch new-api-token: unknown scope(s) {', '.join(unknown)}", err=True)
+        raise typer.Exit(2)
+    _check_names([name], "API token")
+    token = "fwt_" + secrets.token_urlsafe(32)
+    typer.echo(f"API token (give it to its user; it is not stored anywhere): {token}\n")
+    typer.echo(f'[api_tokens."{name}"]\nsha256 = "{hash_api_key(token)}"\nscopes = {_toml_list(scopes)}')
 
 
 @app.callback()

@@ -2,6 +2,17 @@
 
 The public contract::
 
+    [projects.shop]                             # a project owns the service.names of its apps
+    services = ["shop-web", "shop-worker"]
+
+    [ingest_keys.shop-app]                      # `fulfillwatch new-api-key --project shop`
+    sha256 = "<sha256 hex of the key>"          # OTLP and REST ingest: Authorization: Bearer <key>
+    projects = ["shop"]                         # several for a Collector forwarding for many apps
+
+    [api_tokens.oncall-cli]                     # `fulfillwatch new-api-token oncall-cli --scope operate`
+    sha256 = "<sha256 hex of the token>"
+    scopes = ["operate"]                        # read | operate | admin, and act_as for the dashboard
+
     [repair_targets."<service.name>"]         # the service.name of the app's spans
     url = "https://shop.example.com/fulfillwatch/repair"
     secrets = ["whsec_..."]                     # several during rotation: every one signs
@@ -12,9 +23,9 @@ The public contract::
     type = "pagerduty"                          # webhook | slack | pagerduty
     routing_key = "..."
 
-    [ingest_projects.legacy]                    # REST ingest (POST /v1/receipt, /v1/result)
-    key_sha256 = "<sha256 hex of the project's API key>"
-    service = "legacy-php-shop"
+    [ingest_projects.legacy]                    # the older form of a project with one REST key:
+    key_sha256 = "<sha256 hex of the key>"      # read as project "legacy" owning the service and
+    service = "legacy-php-shop"                 # an ingest key "legacy" granted that project
 
 Callback targets come only from here, never from request data.
 """
@@ -24,9 +35,12 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
+
+from fulfillwatch.collector_processor.redaction import redact_url
 
 #: Standard Webhooks: secrets are 24 to 64 random bytes, base64 after ``whsec_``.
 _MIN_SECRET_BYTES, _MAX_SECRET_BYTES = 24, 64
@@ -110,6 +124,10 @@ class RepairTarget(_Strict):
         """The secrets, revealed (only the signer needs them)."""
         return [secret.get_secret_value() for secret in self.secrets]
 
+    def describe(self) -> str:
+        """Where it points, without credentials (for logs, banners and the incident log)."""
+        return redact_url(str(self.url))
+
 
 AlertEvent = Literal["opened", "reopened", "resolved", "acknowledged"]
 DEFAULT_ALERT_EVENTS: tuple[AlertEvent, ...] = ("opened", "reopened", "resolved")
@@ -145,9 +163,62 @@ class AlertDestination(_Strict):
         """Where deliveries go."""
         return self.url if self.url is not None else HttpUrl(PAGERDUTY_EVENTS_URL)
 
+    def describe(self) -> str:
+        """Where it points, without credentials (a Slack webhook URL is one)."""
+        return redact_url(str(self.target_url()))
+
+
+_SHA256 = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 hex digest (only the digest is configured)")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$")
+
+
+class Project(_Strict):
+    """A project: the services whose signals are its own."""
+
+    services: list[str] = Field(min_length=1, description="service.name values of the project's apps")
+
+    @field_validator("services")
+    @classmethod
+    def _services(cls, services: list[str]) -> list[str]:
+        for service in services:
+            if not service or len(service) > 256 or service != service.strip():
+                raise ValueError(f"{service!r} is not a service.name (1-256 characters, no surrounding spaces)")
+        if len(set(services)) != len(services):
+            raise ValueError("a service is listed twice")
+        return services
+
+
+class IngestKeyConfig(_Strict):
+    """A named ingest key (OTLP and REST) and the projects it may write for."""
+
+    sha256: str = _SHA256
+    projects: list[str] = Field(min_length=1, description="Projects this key writes for")
+
+
+#: What an API token may do: ``read`` (GET), ``operate`` (acknowledge, ignore, note, reprocess
+#: one), ``admin`` (bulk reprocess); each includes the ones before it. ``act_as``: the token may
+#: name the person it acts for (the dashboard's).
+ApiScope = Literal["read", "operate", "admin", "act_as"]
+
+
+class ApiTokenConfig(_Strict):
+    """A named API token; its name is the actor recorded for what it does."""
+
+    sha256: str = _SHA256
+    scopes: list[ApiScope] = Field(default_factory=lambda: list[ApiScope](["read"]), min_length=1)
+
 
 class IngestProject(_Strict):
-    """A project allowed to use the REST ingest API."""
+    """The older form of a project with one REST key (see the module docstring)."""
 
-    key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 hex digest of the API key")
+    key_sha256: str = _SHA256
     service: str = Field(min_length=1, max_length=256, description="service.name its signals are stored under")
+
+
+def check_name(name: str, what: str) -> str:
+    """A project, key or token name: letters, digits and ``_.@:-`` (it shows in logs and the audit trail)."""
+    if not _NAME.match(name):
+        raise ValueError(
+            f"{what} name {name!r} must be 1-64 letters, digits or _.@:- (starting with a letter or digit)"
+        )
+    return name

@@ -1,7 +1,7 @@
 """Tables of the incident engine.
 
 * ``fw_incident_log`` — the append-only incident log, the single source of truth about
-  incidents (DESIGN.md §7): one row per transition, never updated or deleted (retention is the
+  incidents: one row per transition, never updated or deleted (retention is the
   operator's TTL). Current state is derived with ``CURRENT_STATE_SQL``. Rows have a
   deterministic ``transition_id`` and the table is a ``ReplacingMergeTree`` on
   ``(incident_id, transition_id)``: a retried tick or an accidental second engine cannot
@@ -27,6 +27,7 @@ import logging
 
 from clickhouse_connect.driver.client import Client
 
+from fulfillwatch.collector_processor.ingest_auth import DEFAULT_PROJECT
 from fulfillwatch.collector_processor.migrations import Migration, RetentionRule
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 
@@ -45,16 +46,23 @@ CURRENT_STATE_SQL = "argMaxIf(state, seq, state != '')"
 CURRENT_KIND_SQL = "argMaxIf(kind, seq, kind != '')"
 
 #: The incident id of an expectation, computed in SQL only: every component reads it from rows.
-INCIDENT_ID_SQL = "concat('inc_', substring(lower(hex(SHA256(concat(stripe_event_id, '\\x1f', effect)))), 1, 24))"
+#: Expectations of the default project keep the id they had before projects existed (links,
+#: PagerDuty dedup keys), so only other projects' ids include the project.
+INCIDENT_ID_SQL = (
+    "concat('inc_', substring(lower(hex(SHA256(if(project = 'default', "
+    "concat(stripe_event_id, '\\x1f', effect), "
+    "concat(project, '\\x1f', stripe_event_id, '\\x1f', effect))))), 1, 24))"
+)
 
 #: Stand-ins that min/max aggregates skip: "no receipt" and "no decisive result".
 NEVER_SQL = "toDateTime64('2299-12-31 00:00:00', 6, 'UTC')"
 EPOCH_SQL = "toDateTime64(0, 6, 'UTC')"
 _RESULT = "Tuple(DateTime64(6, 'UTC'), String, String, String, String, String, UInt16)"
 
-#: One expectation-summary row per (event, effect) in a block of signals.
+#: One expectation-summary row per (project, event, effect) in a block of signals.
 _EXPECTATION_ROWS = f"""
     SELECT
+        project,
         stripe_event_id,
         effect,
         max(event_type) AS event_type,
@@ -70,7 +78,7 @@ _EXPECTATION_ROWS = f"""
         max(ingested_at) AS last_ingested_at
     FROM {SIGNALS_TABLE}
     __WHERE__
-    GROUP BY stripe_event_id, effect
+    GROUP BY project, stripe_event_id, effect
 """
 
 
@@ -87,25 +95,87 @@ def _backfill_derived_tables(client: Client) -> None:
         where = "WHERE _partition_id = {p:String}"
         params = {"p": partition}
         client.command(
-            f"INSERT INTO {EXPECTATIONS_TABLE} {_EXPECTATION_ROWS.replace('__WHERE__', where)}", parameters=params
+            f"INSERT INTO {EXPECTATIONS_TABLE} {_EXPECTATION_ROWS_V1.replace('__WHERE__', where)}", parameters=params
         )
         client.command(
-            f"INSERT INTO {ARRIVALS_TABLE} {_ARRIVAL_ROWS} AND _partition_id = {{p:String}}", parameters=params
+            f"INSERT INTO {ARRIVALS_TABLE} {_ARRIVAL_ROWS_V1} AND _partition_id = {{p:String}}", parameters=params
         )
         client.command(
-            f"INSERT INTO {DEADLINES_TABLE} {_DEADLINE_ROWS} AND _partition_id = {{p:String}}", parameters=params
+            f"INSERT INTO {DEADLINES_TABLE} {_DEADLINE_ROWS_V1} AND _partition_id = {{p:String}}", parameters=params
         )
     if partitions:
         _logger.info("backfilled expectation tables from %d partitions of %s", len(partitions), SIGNALS_TABLE)
 
 
-_ARRIVAL_ROWS = f"SELECT ingested_at, stripe_event_id, effect FROM {SIGNALS_TABLE} WHERE 1"
+_ARRIVAL_ROWS = f"SELECT ingested_at, project, stripe_event_id, effect FROM {SIGNALS_TABLE} WHERE 1"
 # Receipts fall due at due_at; skipped results without receipt default_timeout after they were
 # seen (the engine adds the timeout at query time: it is a setting, not data).
 _DEADLINE_ROWS = f"""
     SELECT if(signal = 'receipt', 'receipt', 'skipped') AS kind,
-           if(signal = 'receipt', due_at, at) AS due_at, stripe_event_id, effect
+           if(signal = 'receipt', due_at, at) AS due_at, project, stripe_event_id, effect
     FROM {SIGNALS_TABLE} WHERE (signal = 'receipt' OR outcome = 'skipped')"""
+
+# The same views before projects existed, as migration 0003 created them. Applied migrations are
+# never edited (their checksum is recorded): 0005 replaces these views with the ones above.
+_EXPECTATION_ROWS_V1 = _EXPECTATION_ROWS.replace("        project,\n", "", 1).replace(
+    "GROUP BY project, stripe_event_id, effect", "GROUP BY stripe_event_id, effect"
+)
+_ARRIVAL_ROWS_V1 = _ARRIVAL_ROWS.replace(" project,", "")
+_DEADLINE_ROWS_V1 = _DEADLINE_ROWS.replace(" project,", "")
+
+
+def _expectations_ddl(table: str, *, with_project: bool) -> str:
+    project = "project LowCardinality(String),\n                " if with_project else ""
+    key = "stripe_event_id, effect, project" if with_project else "stripe_event_id, effect"
+    return f"""
+            CREATE TABLE IF NOT EXISTS {table} (
+                {project}stripe_event_id String,
+                effect LowCardinality(String),
+                event_type SimpleAggregateFunction(max, LowCardinality(String)),
+                receipt_service SimpleAggregateFunction(max, LowCardinality(String)),
+                any_service SimpleAggregateFunction(max, LowCardinality(String)),
+                first_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
+                receipt_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
+                due_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
+                last_result SimpleAggregateFunction(max, {_RESULT}),
+                has_skipped SimpleAggregateFunction(max, UInt8),
+                last_ingested_at SimpleAggregateFunction(max, DateTime64(6, 'UTC'))
+            )
+            ENGINE = AggregatingMergeTree
+            ORDER BY ({key})
+            TTL toDateTime(last_ingested_at) + toIntervalDay(400)
+            SETTINGS index_granularity = 256
+            """
+
+
+_SUMMARY_COLUMNS = (
+    "stripe_event_id, effect, event_type, receipt_service, any_service, first_at, receipt_at, due_at, "
+    "last_result, has_skipped, last_ingested_at"
+)
+
+
+def _add_project_to_expectations(client: Client) -> None:
+    """The project joins the summary table's key (rows of different projects must never merge
+    into one summary). ClickHouse cannot add a column with a default to a sorting key, so the
+    table is copied into one with the new key (every old row in the default project) and swapped
+    in. Safe to re-run: a table that already has the column is left alone."""
+    next_table, old_table = f"{EXPECTATIONS_TABLE}_next", f"{EXPECTATIONS_TABLE}_before_projects"
+    columns = client.query(
+        "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String}",
+        parameters={"t": EXPECTATIONS_TABLE},
+    ).result_rows
+    if ("project",) not in columns:
+        client.command(f"DROP TABLE IF EXISTS {next_table}")
+        client.command(_expectations_ddl(next_table, with_project=True))
+        client.command("DROP VIEW IF EXISTS fw_expectations_mv")  # re-created, with the project, below
+        client.command(
+            f"INSERT INTO {next_table} (project, {_SUMMARY_COLUMNS}) "
+            f"SELECT '{DEFAULT_PROJECT}', {_SUMMARY_COLUMNS} FROM {EXPECTATIONS_TABLE}"
+        )
+        client.command(f"RENAME TABLE {EXPECTATIONS_TABLE} TO {old_table}, {next_table} TO {EXPECTATIONS_TABLE}")
+    client.command(f"DROP TABLE IF EXISTS {old_table}")
+    client.command(f"DROP TABLE IF EXISTS {next_table}")
+
 
 ENGINE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -179,29 +249,11 @@ ENGINE_MIGRATIONS: tuple[Migration, ...] = (
             ORDER BY (kind, due_at)
             TTL toDateTime(due_at) + toIntervalDay(400)
             """,
-            f"""
-            CREATE TABLE IF NOT EXISTS {EXPECTATIONS_TABLE} (
-                stripe_event_id String,
-                effect LowCardinality(String),
-                event_type SimpleAggregateFunction(max, LowCardinality(String)),
-                receipt_service SimpleAggregateFunction(max, LowCardinality(String)),
-                any_service SimpleAggregateFunction(max, LowCardinality(String)),
-                first_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
-                receipt_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
-                due_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
-                last_result SimpleAggregateFunction(max, {_RESULT}),
-                has_skipped SimpleAggregateFunction(max, UInt8),
-                last_ingested_at SimpleAggregateFunction(max, DateTime64(6, 'UTC'))
-            )
-            ENGINE = AggregatingMergeTree
-            ORDER BY (stripe_event_id, effect)
-            TTL toDateTime(last_ingested_at) + toIntervalDay(400)
-            SETTINGS index_granularity = 256
-            """,
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_arrivals_mv TO {ARRIVALS_TABLE} AS {_ARRIVAL_ROWS}",
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_deadlines_mv TO {DEADLINES_TABLE} AS {_DEADLINE_ROWS}",
+            _expectations_ddl(EXPECTATIONS_TABLE, with_project=False),
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_arrivals_mv TO {ARRIVALS_TABLE} AS {_ARRIVAL_ROWS_V1}",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_deadlines_mv TO {DEADLINES_TABLE} AS {_DEADLINE_ROWS_V1}",
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_expectations_mv TO {EXPECTATIONS_TABLE} AS "
-            + _EXPECTATION_ROWS.replace("__WHERE__", ""),
+            + _EXPECTATION_ROWS_V1.replace("__WHERE__", ""),
             _backfill_derived_tables,
         ),
     ),
@@ -219,6 +271,29 @@ ENGINE_MIGRATIONS: tuple[Migration, ...] = (
             ORDER BY job_id
             TTL toDateTime(updated_at) + toIntervalDay(400)
             """,
+        ),
+    ),
+)
+
+_PROJECT_COLUMN = f"project LowCardinality(String) DEFAULT '{DEFAULT_PROJECT}'"
+ENGINE_MIGRATIONS += (
+    Migration(
+        # Expectations and incidents belong to a project; everything stored before belongs to
+        # the default project (whose incident ids do not change, see INCIDENT_ID_SQL). The
+        # views are replaced: ClickHouse cannot change a view's query in place.
+        "engine/0005_projects",
+        (
+            f"ALTER TABLE {INCIDENT_LOG_TABLE} ADD COLUMN IF NOT EXISTS {_PROJECT_COLUMN}",
+            f"ALTER TABLE {ARRIVALS_TABLE} ADD COLUMN IF NOT EXISTS {_PROJECT_COLUMN}",
+            f"ALTER TABLE {DEADLINES_TABLE} ADD COLUMN IF NOT EXISTS {_PROJECT_COLUMN}",
+            _add_project_to_expectations,
+            "DROP VIEW IF EXISTS fw_arrivals_mv",
+            "DROP VIEW IF EXISTS fw_deadlines_mv",
+            "DROP VIEW IF EXISTS fw_expectations_mv",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_arrivals_mv TO {ARRIVALS_TABLE} AS {_ARRIVAL_ROWS}",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_deadlines_mv TO {DEADLINES_TABLE} AS {_DEADLINE_ROWS}",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_expectations_mv TO {EXPECTATIONS_TABLE} AS "
+            + _EXPECTATION_ROWS.replace("__WHERE__", ""),
         ),
     ),
 )

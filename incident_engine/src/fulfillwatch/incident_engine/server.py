@@ -3,8 +3,8 @@ split services ``fulfillwatch collector | engine | api``, which run the same cod
 role each.
 
 On the embedded default (chDB) ``serve`` is the only process allowed to open the data directory
-(DESIGN.md §2), so everything that needs the data runs here and everyone else — the dashboard,
-scripts — goes through the API. Against a ClickHouse server the roles can run apart:
+(a chDB directory is locked by one process), so everything that needs the data runs here and
+everyone else — the dashboard, scripts — goes through the API. Against a ClickHouse server the roles can run apart:
 
 * ``collector`` — the OTLP/REST receiver and the signal writer (stateless: scale it out);
 * ``engine`` — detection (and the ``otel_traces`` import), under the engine lease, and the
@@ -22,7 +22,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
+import threading
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
@@ -31,13 +33,14 @@ from fastapi import FastAPI
 
 from fulfillwatch.collector_processor.app import create_ingest_app
 from fulfillwatch.collector_processor.counters import IngestCounters
+from fulfillwatch.collector_processor.ingest_gate import ByteBudget
 from fulfillwatch.collector_processor.migrations import apply_migrations, apply_retention
 from fulfillwatch.collector_processor.receiver import ReceiverSettings
-from fulfillwatch.collector_processor.rest_ingest import IngestProjectKey
 from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS, SIGNAL_RETENTION
 from fulfillwatch.collector_processor.store import Store, parse_dsn
 from fulfillwatch.collector_processor.writer import SignalWriter, StoredBatch
 from fulfillwatch.incident_engine.api import ApiContext, create_api_app
+from fulfillwatch.incident_engine.api.health import probe_router
 from fulfillwatch.incident_engine.delivery.alerts import AlertDispatcher
 from fulfillwatch.incident_engine.delivery.reprocess import Dispatcher
 from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
@@ -45,11 +48,15 @@ from fulfillwatch.incident_engine.detection.lease import EngineLease
 from fulfillwatch.incident_engine.incidents.bulk import BulkReprocessor
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
 from fulfillwatch.incident_engine.incidents.lifecycle import IncidentActions
+from fulfillwatch.incident_engine.readiness import Readiness
 from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS, ENGINE_RETENTION
 from fulfillwatch.incident_engine.settings import ALL_ROLES, Role, ServerSettings
 from fulfillwatch.incident_engine.sources.otel_traces import OtelTracesImporter
 
 _logger = logging.getLogger("fulfillwatch.server")
+#: Seconds uvicorn waits for open requests at a stop, and after which the process exits anyway.
+GRACEFUL_S = 5
+STOP_DEADLINE_S = 9.0
 
 
 class _Listener(uvicorn.Server):
@@ -81,11 +88,12 @@ class Service:
     alerts: AlertDispatcher
     bulk: BulkReprocessor
     writer: SignalWriter
+    readiness: Readiness
     ingest_app: FastAPI
     api_app: FastAPI
 
 
-def build_service(settings: ServerSettings, store: Store) -> Service:
+def build_service(settings: ServerSettings, store: Store, roles: Collection[Role] = ALL_ROLES) -> Service:
     """Wire receiver, writer, engine and API around ``store``."""
     counters = IngestCounters()
     journal = Journal(store)
@@ -113,10 +121,18 @@ def build_service(settings: ServerSettings, store: Store) -> Service:
         # On a server another engine may run (a replica, an overlapping deploy); on chDB the
         # directory lock already guarantees this process is the only one.
         engine.lease = EngineLease(store, engine.engine_id, settings.engine_lease_s)
-    dispatcher = Dispatcher(store, journal, settings.repair_targets)
+    dispatcher = Dispatcher(store, journal, settings.repair_targets, settings.service_projects())
     alerts = AlertDispatcher(settings.alerts, journal)
     actions = IncidentActions(store, journal, dispatcher)
     bulk = BulkReprocessor(store, actions, settings.bulk_reprocess_per_s)
+    limits = settings.ingest_limits()
+    budget = ByteBudget(limits.inflight_bytes)
+    readiness = Readiness(
+        store,
+        engine_last_tick=(lambda: engine.last_completed) if "engine" in roles else None,
+        budget=budget if "collector" in roles else None,
+        stale_after_s=settings.engine_heartbeat_stale_s,
+    )
 
     def results_stored(batch: StoredBatch) -> None:
         if batch.urgent:  # failures open at once, reprocess results resolve at once
@@ -128,23 +144,56 @@ def build_service(settings: ServerSettings, store: Store) -> Service:
         store,
         counters,
         ReceiverSettings(max_body_bytes=settings.max_body_bytes, default_timeout_s=settings.default_timeout_s),
-        {
-            project.key_sha256: IngestProjectKey(project=name, service=project.service)
-            for name, project in settings.ingest_projects.items()
-        },
+        settings.ingest_access(),
+        limits=limits,
+        budget=budget,
     )
+    ingest_app.include_router(probe_router(readiness))
     api_app = create_api_app(
-        ApiContext(settings=settings, store=store, counters=counters, engine=engine, actions=actions, bulk=bulk)
-    )
-    return Service(settings, store, counters, engine, dispatcher, alerts, bulk, writer, ingest_app, api_app)
-
-
-def _listener(app: FastAPI, host: str, port: int) -> _Listener:
-    return _Listener(
-        uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10
+        ApiContext(
+            settings=settings,
+            store=store,
+            counters=counters,
+            readiness=readiness,
+            engine=engine,
+            actions=actions,
+            bulk=bulk,
         )
     )
+    return Service(settings, store, counters, engine, dispatcher, alerts, bulk, writer, readiness, ingest_app, api_app)
+
+
+def _listener(app: FastAPI, host: str, port: int, max_connections: int) -> _Listener:
+    return _Listener(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_S,
+            # Beyond this many connections and tasks, new requests get 503 at once.
+            limit_concurrency=max_connections,
+            timeout_keep_alive=15,
+        )
+    )
+
+
+def _exit_if_stuck(deadline_s: float) -> threading.Timer:
+    """SIGTERM must stop the process within ``deadline_s`` whatever the load: a stop that hangs
+    (a client holding a connection, a long query) ends the process. Acknowledged spans are
+    stored before they are acknowledged, so nothing acknowledged is lost."""
+
+    def force() -> None:
+        _logger.warning("still stopping after %.0f s: exiting now", deadline_s)
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(deadline_s, force)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 async def serve(settings: ServerSettings, roles: Collection[Role] = ALL_ROLES) -> None:
@@ -153,16 +202,16 @@ async def serve(settings: ServerSettings, roles: Collection[Role] = ALL_ROLES) -
     if unknown or not roles:
         raise ValueError(f"roles must be some of {sorted(ALL_ROLES)}, got {sorted(roles)}")
     store = await asyncio.to_thread(prepare_store, settings)
-    service = build_service(settings, store)
+    service = build_service(settings, store, roles)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     listeners = []
     if "collector" in roles and settings.receive_otlp:
-        listeners.append(_listener(service.ingest_app, settings.host, settings.otlp_port))
+        listeners.append(_listener(service.ingest_app, settings.host, settings.otlp_port, settings.max_connections))
     if "api" in roles:
-        listeners.append(_listener(service.api_app, settings.host, settings.api_port))
+        listeners.append(_listener(service.api_app, settings.host, settings.api_port, settings.max_connections))
     await service.writer.start()
     # Everything loaded so far (modules, the engine, the apps) lives as long as the process.
     # Moving it out of the collector's generations keeps full collections, which otherwise
@@ -172,7 +221,7 @@ async def serve(settings: ServerSettings, roles: Collection[Role] = ALL_ROLES) -
     # Decoding a batch allocates tens of thousands of short-lived objects; young collections
     # every 700 allocations (the default) cost more than they free here.
     gc.set_threshold(20_000, 20, 20)
-    background = []
+    background = [asyncio.create_task(service.readiness.run(stop))]
     if "api" in roles:
         await asyncio.to_thread(service.bulk.mark_interrupted)
         background.append(asyncio.create_task(service.dispatcher.run(stop)))
@@ -186,6 +235,7 @@ async def serve(settings: ServerSettings, roles: Collection[Role] = ALL_ROLES) -
     done, _ = await asyncio.wait([stopped, *serving], return_when=asyncio.FIRST_COMPLETED)
     failed = [task for task in serving if task in done]
     _logger.info("shutting down")
+    watchdog = _exit_if_stuck(STOP_DEADLINE_S)
     stop.set()
     for listener in listeners:
         listener.should_exit = True
@@ -193,7 +243,9 @@ async def serve(settings: ServerSettings, roles: Collection[Role] = ALL_ROLES) -
     await asyncio.gather(*serving, return_exceptions=True)
     await asyncio.gather(*background)
     await service.writer.stop()
+    service.ingest_app.state.decode_pool.shutdown(wait=False, cancel_futures=True)
     store.close()
+    watchdog.cancel()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
     if failed or any(not listener.started for listener in listeners):

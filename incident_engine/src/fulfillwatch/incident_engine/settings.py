@@ -17,8 +17,19 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from fulfillwatch.collector_processor.ingest_auth import IngestAccess, IngestKey
+from fulfillwatch.collector_processor.ingest_gate import IngestLimits
 from fulfillwatch.collector_processor.receiver import DEFAULT_MAX_BODY_BYTES
-from fulfillwatch.incident_engine.config import AlertDestination, IngestProject, RepairTarget
+from fulfillwatch.incident_engine.config import (
+    AlertDestination,
+    ApiTokenConfig,
+    IngestKeyConfig,
+    IngestProject,
+    Project,
+    RepairTarget,
+    check_name,
+    is_loopback,
+)
 from fulfillwatch.incident_engine.sources.otel_traces import validate_table_name
 
 if sys.version_info >= (3, 11):
@@ -75,9 +86,26 @@ class ServerSettings(BaseSettings):
         default_factory=dict, description="Reprocess callback target per service.name"
     )
     alerts: dict[str, AlertDestination] = Field(default_factory=dict, description="Alert destinations by name")
-    ingest_projects: dict[str, IngestProject] = Field(
-        default_factory=dict, description="Projects allowed to use the REST ingest API"
+    projects: dict[str, Project] = Field(default_factory=dict, description="Projects and the services they own")
+    ingest_keys: dict[str, IngestKeyConfig] = Field(
+        default_factory=dict, description="Named ingest keys (OTLP and REST) and their projects"
     )
+    ingest_auth: Literal["required", "off"] | None = Field(
+        None,
+        description="Ingest keys: required by default, optional with --demo; 'off' accepts signals without "
+        "a key (allowed only on a loopback listener); 'required' also in demo mode",
+    )
+    api_tokens: dict[str, ApiTokenConfig] = Field(
+        default_factory=dict, description="Named API tokens with scopes (besides FULFILLWATCH_API_TOKEN)"
+    )
+    ingest_projects: dict[str, IngestProject] = Field(
+        default_factory=dict, description="Older form: a project with one REST key (see projects, ingest_keys)"
+    )
+    ingest_inflight_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="Request bytes being read, decoded and stored at once (429 beyond)"
+    )
+    ingest_body_timeout_s: float = Field(30.0, gt=0, le=600, description="The whole request body must arrive within")
+    max_connections: int = Field(512, ge=8, description="Open connections per listener (503 beyond)")
     bulk_reprocess_per_s: float = Field(5.0, gt=0, le=1000, description="Rate of a running bulk reprocess")
     otel_traces_table: str | None = Field(
         None,
@@ -111,13 +139,49 @@ class ServerSettings(BaseSettings):
         return init_settings, env_settings, _ConfigFileSource(settings_cls)
 
     @model_validator(mode="after")
+    def _projects_and_keys(self) -> ServerSettings:
+        for name, legacy in self.ingest_projects.items():  # the older form, read as the new one
+            if name in self.projects or name in self.ingest_keys:
+                raise ValueError(f"ingest_projects.{name} clashes with a project or ingest key of that name")
+            self.projects[name] = Project(services=[legacy.service])
+            self.ingest_keys[name] = IngestKeyConfig(sha256=legacy.key_sha256, projects=[name])
+        owners: dict[str, str] = {}
+        for name, project in self.projects.items():
+            check_name(name, "project")
+            for service in project.services:
+                if service in owners:
+                    raise ValueError(
+                        f"service {service!r} is in projects {owners[service]!r} and {name!r}: one owner each"
+                    )
+                owners[service] = name
+        digests: set[str] = set()
+        for name, key in self.ingest_keys.items():
+            check_name(name, "ingest key")
+            unknown = sorted(set(key.projects) - set(self.projects))
+            if unknown:
+                raise ValueError(f"ingest_keys.{name} grants unknown project(s) {', '.join(unknown)}")
+            if key.sha256 in digests:
+                raise ValueError(f"ingest_keys.{name}: the same key digest is configured twice")
+            digests.add(key.sha256)
+        for name in self.api_tokens:
+            check_name(name, "API token")
+        if self.ingest_auth == "off" and not self.demo and not is_loopback(self.host):
+            raise ValueError(
+                f"ingest_auth = 'off' lets anyone who reaches the OTLP port write signals: it is allowed only "
+                f"when the listeners bind to a loopback address, not {self.host!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _token_policy(self) -> ServerSettings:
         token = self.api_token.get_secret_value() if self.api_token is not None else ""
         if not token:
+            if self.api_tokens:
+                return self  # named tokens only
             if not self.demo:
                 raise ValueError(
-                    "FULFILLWATCH_API_TOKEN is not set: the API refuses to run unauthenticated "
-                    "(set a random token of at least 16 characters, or use --demo)"
+                    "FULFILLWATCH_API_TOKEN is not set and no [api_tokens] are configured: the API refuses "
+                    "to run unauthenticated (set a random token of at least 16 characters, or use --demo)"
                 )
             self.api_token = SecretStr(secrets.token_urlsafe(24))
         elif not self.demo and (len(token) < MIN_TOKEN_LENGTH or token.strip().lower() in _PLACEHOLDER_TOKENS):
@@ -129,9 +193,29 @@ class ServerSettings(BaseSettings):
         return self
 
     def token(self) -> str:
-        """The API token (always set after validation)."""
-        assert self.api_token is not None
-        return self.api_token.get_secret_value()
+        """``FULFILLWATCH_API_TOKEN`` ("" when only named tokens are configured)."""
+        return self.api_token.get_secret_value() if self.api_token is not None else ""
+
+    def service_projects(self) -> dict[str, str]:
+        """``service.name`` → the project that owns it."""
+        return {service: name for name, project in self.projects.items() for service in project.services}
+
+    def ingest_access(self) -> IngestAccess:
+        """The ingest authentication policy these settings describe."""
+        keys = {
+            key.sha256: IngestKey(name=name, digest=key.sha256, projects=frozenset(key.projects))
+            for name, key in self.ingest_keys.items()
+        }
+        required = self.ingest_auth == "required" or (self.ingest_auth is None and not self.demo)
+        return IngestAccess(keys=keys, service_projects=self.service_projects(), required=required)
+
+    def ingest_limits(self) -> IngestLimits:
+        """Limits of the ingest listener."""
+        return IngestLimits(
+            max_body_bytes=self.max_body_bytes,
+            inflight_bytes=self.ingest_inflight_bytes,
+            body_timeout_s=self.ingest_body_timeout_s,
+        )
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -18,8 +18,11 @@ reach the app's existing backends. Otherwise it creates one exporting OTLP/HTTP,
 the standard variables (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``, ...). Options:
 ``tracked_event_types`` (default ``checkout.session.completed`` and ``invoice.paid``; ``"*"``
 for all), ``default_timeout`` (30 min), ``timeouts`` (per event type), ``tracer_provider``,
-``service_name``. Unknown options raise ``TypeError``. The ``FULFILLWATCH_TRACKED_EVENT_TYPES``,
-``FULFILLWATCH_DEFAULT_TIMEOUT`` and ``FULFILLWATCH_TIMEOUTS`` variables set the same options.
+``service_name``, ``ingest_key`` (the key Fulfillwatch's receiver requires; sent by the exporter
+``init()`` creates — an app exporting through its own provider or a Collector sets
+``OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<key>`` there instead). Unknown options
+raise ``TypeError``. The ``FULFILLWATCH_TRACKED_EVENT_TYPES``, ``FULFILLWATCH_DEFAULT_TIMEOUT``,
+``FULFILLWATCH_TIMEOUTS`` and ``FULFILLWATCH_INGEST_KEY`` variables set the same options.
 After ``init()`` returns, nothing in this library raises into your code: internal errors are
 logged to the ``fulfillwatch.instrumentation`` logger and swallowed.
 

@@ -47,6 +47,8 @@ class Options:
     timeouts_s: Mapping[str, float] = field(default_factory=dict)
     tracer_provider: Any = None
     service_name: str | None = None
+    #: Sent by the exporter of the provider ``init()`` creates (never logged).
+    ingest_key: str | None = field(default=None, repr=False)
 
     def is_tracked(self, event_type: str) -> bool:
         """Whether receipts of this event type are recorded automatically."""
@@ -57,7 +59,7 @@ class Options:
         return self.timeouts_s.get(event_type, self.default_timeout_s)
 
 
-_KNOWN = ("tracked_event_types", "default_timeout", "timeouts", "tracer_provider", "service_name")
+_KNOWN = ("tracked_event_types", "default_timeout", "timeouts", "tracer_provider", "service_name", "ingest_key")
 
 
 def _event_types(value: object) -> frozenset[str]:
@@ -93,6 +95,8 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, object]:
         found["default_timeout"] = environ[v.ENV_DEFAULT_TIMEOUT]
     if environ.get(v.ENV_TIMEOUTS):
         found["timeouts"] = environ[v.ENV_TIMEOUTS]
+    if environ.get(v.ENV_INGEST_KEY):
+        found["ingest_key"] = environ[v.ENV_INGEST_KEY]
     return found
 
 
@@ -116,4 +120,9 @@ def build_options(options: Mapping[str, object], environ: Mapping[str, str] | No
     service_name = merged.get("service_name")
     if service_name is not None and not isinstance(service_name, str):
         raise TypeError("service_name must be a string")
-    return replace(result, tracer_provider=merged.get("tracer_provider"), service_name=service_name)
+    ingest_key = merged.get("ingest_key")
+    if ingest_key is not None and (not isinstance(ingest_key, str) or not ingest_key.strip()):
+        raise TypeError("ingest_key must be a non-empty string")
+    return replace(
+        result, tracer_provider=merged.get("tracer_provider"), service_name=service_name, ingest_key=ingest_key
+    )

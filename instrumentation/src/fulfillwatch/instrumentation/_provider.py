@@ -25,13 +25,15 @@ def app_provider() -> Any | None:
     return current
 
 
-def create_private_provider(service_name: str | None) -> Any:
+def create_private_provider(service_name: str | None, ingest_key: str | None = None) -> Any:
     """A provider exporting over OTLP/HTTP, configured by ``OTEL_*`` variables.
 
     Honours ``OTEL_SDK_DISABLED`` and ``OTEL_TRACES_EXPORTER=none``; the exporter reads
     ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, ``..._HEADERS``, ``..._TIMEOUT`` and
-    ``..._COMPRESSION`` itself. The SDK's ``BatchSpanProcessor`` exports from a background
-    thread, so recording a span never waits on the network, and the SDK flushes it at exit.
+    ``..._COMPRESSION`` itself. ``ingest_key`` (``FULFILLWATCH_INGEST_KEY``) is sent as
+    ``Authorization: Bearer <key>``, which Fulfillwatch's receiver requires. The SDK's
+    ``BatchSpanProcessor`` exports from a background thread, so recording a span never waits on
+    the network, and the SDK flushes it at exit.
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         _logger.info("OTEL_SDK_DISABLED=true: fulfillment spans are not exported")
@@ -53,5 +55,6 @@ def create_private_provider(service_name: str | None) -> Any:
         )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    headers = {"authorization": f"Bearer {ingest_key}"} if ingest_key else None
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(headers=headers)))
     return provider

@@ -56,7 +56,7 @@ def _choose_provider(options: Options, previous: _State | None) -> tuple[Any, bo
     if previous is not None and previous.owns_provider:
         return previous.provider, True
     _logger.info("no TracerProvider installed by the app: exporting fulfillment spans over OTLP")
-    return _provider.create_private_provider(options.service_name), True
+    return _provider.create_private_provider(options.service_name, options.ingest_key), True
 
 
 def reset() -> None:

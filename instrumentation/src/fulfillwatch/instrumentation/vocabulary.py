@@ -83,3 +83,5 @@ CARRIER_EFFECT: Final = "fulfillwatch-effect"
 ENV_TRACKED_EVENT_TYPES: Final = "FULFILLWATCH_TRACKED_EVENT_TYPES"
 ENV_DEFAULT_TIMEOUT: Final = "FULFILLWATCH_DEFAULT_TIMEOUT"
 ENV_TIMEOUTS: Final = "FULFILLWATCH_TIMEOUTS"
+#: The ingest key ``init()``'s own OTLP exporter sends (``Authorization: Bearer <key>``).
+ENV_INGEST_KEY: Final = "FULFILLWATCH_INGEST_KEY"

@@ -16,16 +16,17 @@ found = ui.fetch(ui.client().event, event_id)
 if found is None:
     st.stop()
 if not found["expectations"] and not found["signals"]:
-    st.info(f"Nothing is known about {event_id}: no receipt or result was received for it.")
+    st.info(f"Nothing is known about {views.md(event_id)}: no receipt or result was received for it.")
     st.stop()
 
 st.subheader("Expectations")
 for expectation in found["expectations"]:
     health = expectation["health"]
     icon = {"healthy": "🟢", "pending": "⏳", "failing": "🔴"}.get(health, "")
-    text = f"{icon} **{expectation['effect']}** ({expectation['service'] or 'unknown service'}): {health}"
+    md = views.md  # what came from an app is shown literally
+    text = f"{icon} **{md(expectation['effect'])}** ({md(expectation['service'] or 'unknown service')}): {health}"
     if expectation["kind"]:
-        text += f" — {expectation['kind']}: {expectation['reason']}"
+        text += f" — {expectation['kind']}: {md(expectation['reason'])}"
     st.markdown(text)
 if found["incidents"]:
     st.subheader("Incidents")

@@ -45,14 +45,15 @@ def _do(action: str, text: str) -> None:
 
 
 def _header(detail: dict[str, Any]) -> None:
-    st.subheader(f"{views.STATE_LABELS.get(detail['state'], detail['state'])} · {detail['kind']}")
-    st.write(f"**{detail['reason']}**")
+    md = views.md  # everything below that came from an app is shown literally
+    st.subheader(f"{views.state_label(detail['state'])} · {detail['kind']}")
+    st.markdown(f"**{md(detail['reason'])}**")
     opened = views.when(detail["opened_at"]).strftime("%Y-%m-%d %H:%M:%S UTC")  # type: ignore[union-attr]
     st.markdown(
-        f"Effect **{detail['effect']}** · service **{detail['service'] or '—'}** · opened **{opened}** · "
-        f"Stripe event `{detail['stripe_event_id']}`"
+        f"Effect **{md(detail['effect'])}** · service **{md(detail['service'] or '—')}** · "
+        f"project **{md(detail['project'])}** · opened **{opened}** · Stripe event **{md(detail['stripe_event_id'])}**"
     )
-    fields = " · ".join(f"{label}: **{value}**" for label, value in views.event_fields(detail["event"]))
+    fields = " · ".join(f"{label}: **{md(value)}**" for label, value in views.event_fields(detail["event"]))
     st.markdown(f"Stripe event — {fields}")
     trace_ids = [e["details"].get("trace_id") for e in detail["timeline"] if e["type"] in ("receipt", "result")]
     link = views.trace_link(ui.config().trace_url_template, next((t for t in trace_ids if t), None))

@@ -12,10 +12,11 @@ from fulfillwatch.dashboard import ui, views
 st.title("Incidents")
 current = ui.config()
 
+words = ui.vocabulary()
 with st.expander("Filters", expanded=True):
     first, second, third = st.columns(3)
-    state = first.selectbox("State", ["any", *views.STATES], index=1, key="f_state")
-    kind = second.selectbox("Kind", ["any", *views.KINDS], key="f_kind")
+    state = first.selectbox("State", ["any", *words["states"]], index=1 if words["states"] else 0, key="f_state")
+    kind = second.selectbox("Kind", ["any", *words["kinds"]], key="f_kind")
     search = third.text_input("Stripe event id", key="f_event", placeholder="evt_...")
     fourth, fifth, sixth = st.columns(3)
     event_type = fourth.text_input("Event type", key="f_type", placeholder="invoice.paid")

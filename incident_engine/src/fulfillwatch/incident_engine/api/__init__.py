@@ -1,14 +1,19 @@
-"""The Fulfillwatch HTTP API (FastAPI; OpenAPI at ``/docs``)."""
+"""The Fulfillwatch HTTP API (FastAPI; OpenAPI at ``/docs``).
+
+* :mod:`.auth` / :mod:`.tokens` — API tokens, scopes and the actor they record;
+* :mod:`.incidents`, :mod:`.actions`, :mod:`.stats`, :mod:`.health` — the routes;
+* :mod:`.models` — request and response models (the OpenAPI schema);
+* :mod:`.errors` — the one map from errors to HTTP answers.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
+from fulfillwatch.incident_engine.api import actions, health, incidents, stats
+from fulfillwatch.incident_engine.api.context import ApiContext
+from fulfillwatch.incident_engine.api.errors import install_error_handlers
 from fulfillwatch.incident_engine.version import __version__
-
-from . import actions, health, incidents, stats
-from .context import STORE_ERRORS, ApiContext
 
 __all__ = ["ApiContext", "create_api_app"]
 
@@ -18,18 +23,14 @@ def create_api_app(context: ApiContext) -> FastAPI:
     app = FastAPI(
         title="Fulfillwatch API",
         version=__version__,
-        description="Incidents of Stripe events whose business effect failed or never happened.",
+        description="Incidents of Stripe events whose business effect failed or never happened. "
+        "Every /api route needs an API token (`Authorization: Bearer <token>`) with the scope it names.",
     )
     app.state.context = context
     app.include_router(health.router)
+    app.include_router(health.probe_router(context.readiness))
     app.include_router(incidents.router)
     app.include_router(actions.router)
     app.include_router(stats.router)
-
-    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        context.store.discard("api")
-        return JSONResponse({"detail": f"store unavailable: {exc}"}, status_code=503, headers={"Retry-After": "5"})
-
-    for error in STORE_ERRORS:
-        app.add_exception_handler(error, store_unavailable)
+    install_error_handlers(app, context)
     return app

@@ -1,7 +1,8 @@
 """Lifecycle routes: reprocess, acknowledge, ignore, notes, and bulk reprocess jobs.
 
-Each action is recorded in the incident log with the caller as actor (``api``, or
-``api:<name>`` when the client names its user in ``X-Fulfillwatch-Actor``).
+Each action is recorded in the incident log with its actor: the API token's name, or the person
+an ``act_as`` token names (see :mod:`.auth`). Acting on one incident needs the ``operate``
+scope; bulk reprocess needs ``admin`` and an explicit filter (or ``"all": true``).
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from fulfillwatch.incident_engine.api.auth import AdminDep, OperateDep, ReadDep
+from fulfillwatch.incident_engine.api.context import ContextDep
+from fulfillwatch.incident_engine.api.dates import date_problem
+from fulfillwatch.incident_engine.api.models import IncidentSummaryModel
 from fulfillwatch.incident_engine.incidents import queries
 from fulfillwatch.incident_engine.incidents.bulk import SAMPLE_SIZE, BulkJob, BulkReprocessor
-from fulfillwatch.incident_engine.incidents.lifecycle import MAX_REASON, ActionError, IncidentActions
-
-from .auth import PrincipalDep
-from .context import ContextDep
-from .models import IncidentSummary, KindName, StateName
+from fulfillwatch.incident_engine.incidents.errors import Unavailable
+from fulfillwatch.incident_engine.incidents.lifecycle import MAX_REASON, IncidentActions
+from fulfillwatch.incident_engine.model.status import Kind
+from fulfillwatch.incident_engine.model.transitions import State
 
 router = APIRouter(prefix="/api", tags=["lifecycle"])
 _ID = Path(min_length=1, max_length=256, pattern=r"^[\w.:-]+$")
@@ -47,27 +51,43 @@ class ReprocessAccepted(BaseModel):
 
     incident_id: str
     replay_id: str
-    state: str = "reprocessing"
+    state: State = State.REPROCESSING
     already_running: bool
 
 
 class BulkFilter(BaseModel):
-    """Which incidents a bulk reprocess covers (active ones unless ``states`` says otherwise)."""
+    """Which incidents a bulk reprocess covers (active ones unless ``states`` says otherwise).
 
+    An empty filter is refused; ``all: true`` says "every active incident" on purpose."""
+
+    all: bool = Field(False, description="Cover every matching active incident even with no other condition")
     incident_ids: list[str] = Field(default_factory=list, max_length=10_000, description="Only these incidents")
-    states: list[StateName] = Field(default_factory=list)
-    kind: KindName | None = None
+    states: list[State] = Field(default_factory=list)
+    kind: Kind | None = None
+    project: str | None = Field(None, max_length=256)
     event_type: str | None = Field(None, max_length=256)
     effect: str | None = Field(None, max_length=256)
     service: str | None = Field(None, max_length=256)
     since: datetime | None = Field(None, description="Opened at or after")
     until: datetime | None = Field(None, description="Opened before")
 
+    @model_validator(mode="after")
+    def _dates(self) -> BulkFilter:
+        problem = date_problem(since=self.since, until=self.until)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    def is_empty(self) -> bool:
+        """No condition at all (``all`` aside)."""
+        return not any(value for name, value in self.__dict__.items() if name != "all")
+
     def to_query(self) -> queries.IncidentFilter:
         return queries.IncidentFilter(
             incident_ids=tuple(self.incident_ids),
-            states=tuple(self.states),
-            kind=self.kind,
+            states=tuple(state.value for state in self.states),
+            kind=self.kind.value if self.kind else None,
+            project=self.project,
             event_type=self.event_type,
             effect=self.effect,
             service=self.service,
@@ -89,7 +109,7 @@ class BulkPreview(BaseModel):
 
     dry_run: bool = True
     count: int
-    sample: list[IncidentSummary]
+    sample: list[IncidentSummaryModel]
 
 
 class BulkJobModel(BaseModel):
@@ -99,6 +119,7 @@ class BulkJobModel(BaseModel):
     state: str
     filter: dict[str, Any]
     requested_by: str
+    requested_via: str = ""
     reason: str
     total: int
     requested: int
@@ -109,28 +130,22 @@ class BulkJobModel(BaseModel):
     created_at: str
     updated_at: str
 
+    @classmethod
+    def of(cls, job: BulkJob) -> BulkJobModel:
+        """The API form of a job."""
+        return cls(**{**job.__dict__, "processed": job.processed})
+
 
 def _actions(context: ContextDep) -> IncidentActions:
     if context.actions is None:
-        raise HTTPException(503, "lifecycle actions are not available in this process")
+        raise Unavailable("lifecycle actions are not available in this process")
     return context.actions
 
 
 def _bulk(context: ContextDep) -> BulkReprocessor:
     if context.bulk is None:
-        raise HTTPException(503, "bulk reprocess is not available in this process")
+        raise Unavailable("bulk reprocess is not available in this process")
     return context.bulk
-
-
-def _run(action: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return action(*args, **kwargs)
-    except ActionError as exc:
-        raise HTTPException(exc.status, exc.message) from None
-
-
-def _job(job: BulkJob) -> BulkJobModel:
-    return BulkJobModel(**{**job.__dict__, "processed": job.processed})
 
 
 @router.post(
@@ -141,65 +156,72 @@ def _job(job: BulkJob) -> BulkJobModel:
     responses={404: {"description": "No such incident"}, 409: {"description": "Resolved, or no repair target"}},
 )
 def reprocess(
-    principal: PrincipalDep, context: ContextDep, incident_id: Annotated[str, _ID], body: ReasonBody | None = None
+    principal: OperateDep, context: ContextDep, incident_id: Annotated[str, _ID], body: ReasonBody | None = None
 ) -> ReprocessAccepted:
     """Start a reprocess; the incident becomes ``reprocessing`` and the replay id is returned."""
-    started = _run(_actions(context).reprocess, incident_id, principal.actor, body.reason if body else "")
+    started = _actions(context).reprocess(incident_id, principal.actor, body.reason if body else "")
     return ReprocessAccepted(
         incident_id=started.incident_id, replay_id=started.replay_id, already_running=started.already_running
     )
 
 
-@router.post("/incidents/{incident_id}/acknowledge", response_model=IncidentSummary, summary="Acknowledge")
+@router.post("/incidents/{incident_id}/acknowledge", response_model=IncidentSummaryModel, summary="Acknowledge")
 def acknowledge(
-    principal: PrincipalDep, context: ContextDep, incident_id: Annotated[str, _ID], body: ReasonBody | None = None
-) -> IncidentSummary:
+    principal: OperateDep, context: ContextDep, incident_id: Annotated[str, _ID], body: ReasonBody | None = None
+) -> IncidentSummaryModel:
     """Someone is on it."""
-    return IncidentSummary(
-        **_run(_actions(context).acknowledge, incident_id, principal.actor, body.reason if body else "")
+    return IncidentSummaryModel.of(
+        _actions(context).acknowledge(incident_id, principal.actor, body.reason if body else "")
     )
 
 
-@router.post("/incidents/{incident_id}/ignore", response_model=IncidentSummary, summary="Ignore (reason required)")
+@router.post("/incidents/{incident_id}/ignore", response_model=IncidentSummaryModel, summary="Ignore (reason required)")
 def ignore(
-    principal: PrincipalDep, context: ContextDep, incident_id: Annotated[str, _ID], body: RequiredReasonBody
-) -> IncidentSummary:
+    principal: OperateDep, context: ContextDep, incident_id: Annotated[str, _ID], body: RequiredReasonBody
+) -> IncidentSummaryModel:
     """No action will be taken; a later failure reopens the incident."""
-    return IncidentSummary(**_run(_actions(context).ignore, incident_id, principal.actor, body.reason))
+    return IncidentSummaryModel.of(_actions(context).ignore(incident_id, principal.actor, body.reason))
 
 
-@router.post("/incidents/{incident_id}/notes", response_model=IncidentSummary, summary="Add a note")
+@router.post("/incidents/{incident_id}/notes", response_model=IncidentSummaryModel, summary="Add a note")
 def note(
-    principal: PrincipalDep, context: ContextDep, incident_id: Annotated[str, _ID], body: NoteBody
-) -> IncidentSummary:
+    principal: OperateDep, context: ContextDep, incident_id: Annotated[str, _ID], body: NoteBody
+) -> IncidentSummaryModel:
     """A note in the incident's timeline."""
-    return IncidentSummary(**_run(_actions(context).note, incident_id, principal.actor, body.text))
+    return IncidentSummaryModel.of(_actions(context).note(incident_id, principal.actor, body.text))
 
 
 @router.post(
     "/reprocess",
     response_model=BulkPreview | BulkJobModel,
     summary="Bulk reprocess (or a dry run)",
-    responses={202: {"model": BulkJobModel, "description": "Job started"}},
+    responses={
+        202: {"model": BulkJobModel, "description": "Job started"},
+        422: {"description": "No filter (send filter.all = true to mean every active incident)"},
+    },
 )
-def bulk_reprocess(principal: PrincipalDep, context: ContextDep, request: BulkRequest, response: Response) -> Any:
+def bulk_reprocess(principal: AdminDep, context: ContextDep, request: BulkRequest, response: Response) -> Any:
     """``dry_run``: the count and a sample. Otherwise a job starts (202) and reprocesses the
     matching incidents at the configured rate; follow it at ``GET /api/reprocess/{job_id}``."""
+    if request.filter.is_empty() and not request.filter.all:
+        raise HTTPException(
+            422, "a bulk reprocess needs a filter; to cover every active incident send {'filter': {'all': true}}"
+        )
     bulk = _bulk(context)
     filters = request.filter.to_query()
     if request.dry_run:
         page = bulk.matching(filters, SAMPLE_SIZE)
-        return BulkPreview(count=page.total, sample=[IncidentSummary(**item) for item in page.items])
-    job = _run(bulk.start, filters, principal.actor, request.reason or "bulk reprocess")
+        return BulkPreview(count=page.total, sample=[IncidentSummaryModel.of(item) for item in page.items])
+    job = bulk.start(filters, principal.actor, request.reason or "bulk reprocess")
     response.status_code = 202
     response.headers["Location"] = f"/api/reprocess/{job.id}"
-    return _job(job)
+    return BulkJobModel.of(job)
 
 
 @router.get("/reprocess/{job_id}", response_model=BulkJobModel, summary="A bulk reprocess job")
-def bulk_job(_: PrincipalDep, context: ContextDep, job_id: Annotated[str, _ID]) -> BulkJobModel:
+def bulk_job(_: ReadDep, context: ContextDep, job_id: Annotated[str, _ID]) -> BulkJobModel:
     """Progress of a bulk reprocess."""
     job = _bulk(context).get(job_id)
     if job is None:
         raise HTTPException(404, f"no bulk job {job_id}")
-    return _job(job)
+    return BulkJobModel.of(job)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
 from fulfillwatch.collector_processor.counters import IngestCounters
 from fulfillwatch.collector_processor.store import Store, StoreUnavailable
+from fulfillwatch.incident_engine.api.tokens import Token, token_index
 from fulfillwatch.incident_engine.detection.engine import Engine
 from fulfillwatch.incident_engine.incidents.bulk import BulkReprocessor
 from fulfillwatch.incident_engine.incidents.lifecycle import IncidentActions
+from fulfillwatch.incident_engine.readiness import Readiness
 from fulfillwatch.incident_engine.settings import ServerSettings
 
 
@@ -24,9 +27,16 @@ class ApiContext:
     settings: ServerSettings
     store: Store
     counters: IngestCounters
+    readiness: Readiness
     engine: Engine | None = None
     actions: IncidentActions | None = None
     bulk: BulkReprocessor | None = None
+    #: SHA-256 digest → API token (from the settings).
+    tokens: Mapping[str, Token] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.tokens:
+            self.tokens = token_index(self.settings)
 
 
 def get_context(request: Request) -> ApiContext:
@@ -36,15 +46,12 @@ def get_context(request: Request) -> ApiContext:
 
 
 def get_client(context: Annotated[ApiContext, Depends(get_context)]) -> Client:
-    """The API's store client; 503 when the store is unreachable."""
-    try:
-        return context.store.client("api")
-    except StoreUnavailable as exc:
-        raise HTTPException(503, f"store unavailable: {exc}", headers={"Retry-After": "5"}) from exc
+    """The API's store client (:class:`StoreUnavailable` becomes 503, see ``api/errors.py``)."""
+    return context.store.client("api")
 
 
 ContextDep = Annotated[ApiContext, Depends(get_context)]
 ClientDep = Annotated[Client, Depends(get_client)]
-#: Errors meaning "the store cannot be reached": 503 (see ``create_api_app``). Other query
-#: errors are bugs: 500, logged, with no SQL in the response.
+#: Errors meaning "the store cannot be reached": 503 (see ``api/errors.py``). Other query
+#: errors are bugs: a logged 500 without SQL in the response.
 STORE_ERRORS = (StoreUnavailable, OperationalError, OSError)

@@ -1,4 +1,4 @@
-"""``/api/incidents`` (list, detail) and ``/api/events/{id}`` routes."""
+"""``/api/incidents`` (list, detail) and ``/api/events/{id}`` routes (``read`` scope)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from fulfillwatch.incident_engine.detection.expectations import expectations_of_event
-from fulfillwatch.incident_engine.incidents import queries
-from fulfillwatch.incident_engine.incidents.timeline import build_timeline, event_fields, expectation_view
-
-from .auth import PrincipalDep
-from .context import ClientDep, ContextDep
-from .models import (
+from fulfillwatch.incident_engine.api.auth import ReadDep
+from fulfillwatch.incident_engine.api.context import ClientDep, ContextDep
+from fulfillwatch.incident_engine.api.dates import check_dates
+from fulfillwatch.incident_engine.api.models import (
+    EventFactsModel,
     EventView,
     ExpectationModel,
     IncidentDetail,
     IncidentPageModel,
-    IncidentSummary,
-    KindName,
-    StateName,
+    IncidentSummaryModel,
+    SignalModel,
     TimelineEntry,
 )
+from fulfillwatch.incident_engine.detection.expectations import expectations_of_event
+from fulfillwatch.incident_engine.incidents import queries
+from fulfillwatch.incident_engine.incidents.timeline import build_timeline, event_facts, expectation_view
+from fulfillwatch.incident_engine.model.status import Kind
+from fulfillwatch.incident_engine.model.transitions import State
 
 router = APIRouter(prefix="/api", tags=["incidents"])
 _ID = Path(min_length=1, max_length=256, pattern=r"^[\w.:-]+$")
@@ -34,10 +36,11 @@ def _default_timeout(context: ContextDep) -> timedelta:
 
 @router.get("/incidents", response_model=IncidentPageModel, summary="List incidents")
 def list_incidents(
-    _: PrincipalDep,
+    _: ReadDep,
     client: ClientDep,
-    state: Annotated[StateName | None, Query(description="Current state")] = None,
-    kind: Annotated[KindName | None, Query(description="Incident kind")] = None,
+    state: Annotated[State | None, Query(description="Current state")] = None,
+    kind: Annotated[Kind | None, Query(description="Incident kind")] = None,
+    project: Annotated[str | None, Query(max_length=256)] = None,
     event_type: Annotated[str | None, Query(max_length=256)] = None,
     effect: Annotated[str | None, Query(max_length=256)] = None,
     service: Annotated[str | None, Query(max_length=256)] = None,
@@ -48,12 +51,11 @@ def list_incidents(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> IncidentPageModel:
     """Incidents, most recently updated first, filtered and paginated on the server."""
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise HTTPException(422, f"{name} must include a time zone, e.g. 2026-01-31T12:00:00Z")
+    check_dates(since=since, until=until)
     filters = queries.IncidentFilter(
-        states=(state,) if state else (),
-        kind=kind,
+        states=(state.value,) if state else (),
+        kind=kind.value if kind else None,
+        project=project,
         event_type=event_type,
         effect=effect,
         service=service,
@@ -64,7 +66,7 @@ def list_incidents(
     page = queries.list_incidents(client, filters, limit, offset)
     following = offset + len(page.items)
     return IncidentPageModel(
-        items=[IncidentSummary(**item) for item in page.items],
+        items=[IncidentSummaryModel.of(item) for item in page.items],
         total=page.total,
         limit=limit,
         offset=offset,
@@ -79,7 +81,7 @@ def list_incidents(
     responses={404: {"description": "No such incident"}},
 )
 def get_incident(
-    _: PrincipalDep,
+    _: ReadDep,
     client: ClientDep,
     context: ContextDep,
     incident_id: Annotated[str, _ID],
@@ -89,33 +91,27 @@ def get_incident(
     summary = queries.get_incident(client, incident_id)
     if summary is None:
         raise HTTPException(404, f"no incident {incident_id}")
-    signals = queries.signals_of(client, summary["stripe_event_id"], _effect_key(summary))
+    signals = queries.signals_of(client, summary.identity.stripe_event_id, summary.identity)
     expectation = next(
-        (e for e in expectations_of_event(client, summary["stripe_event_id"]) if e.incident_id == incident_id),
+        (e for e in expectations_of_event(client, summary.identity.stripe_event_id) if e.incident_id == incident_id),
         None,
     )
     now = datetime.now(timezone.utc)
     return IncidentDetail(
-        **summary,
-        expectation=ExpectationModel.model_validate(expectation_view(expectation, now, _default_timeout(context)))
+        **IncidentSummaryModel.of(summary).model_dump(),
+        expectation=ExpectationModel.of(expectation_view(expectation, now, _default_timeout(context)))
         if expectation
         else None,
-        event=event_fields(signals),
+        event=EventFactsModel.of(event_facts(signals)),
         timeline=[
-            TimelineEntry.model_validate(entry)
-            for entry in build_timeline(signals, queries.incident_transitions(client, incident_id))
+            TimelineEntry.of(item) for item in build_timeline(signals, queries.incident_log(client, incident_id))
         ],
     )
 
 
-def _effect_key(summary: dict[str, object]) -> str:
-    # Summaries show the event type as the effect when none was named; stored, it is ''.
-    return "" if summary["effect"] == summary["event_type"] else str(summary["effect"])
-
-
 @router.get("/events/{stripe_event_id}", response_model=EventView, summary="Everything about one Stripe event")
 def get_event(
-    _: PrincipalDep,
+    _: ReadDep,
     client: ClientDep,
     context: ContextDep,
     stripe_event_id: Annotated[str, _ID],
@@ -129,9 +125,7 @@ def get_event(
     page = queries.list_incidents(client, queries.IncidentFilter(stripe_event_id=stripe_event_id), 500, 0)
     return EventView(
         stripe_event_id=stripe_event_id,
-        expectations=[
-            ExpectationModel.model_validate(expectation_view(e, now, _default_timeout(context))) for e in expectations
-        ],
-        incidents=[IncidentSummary(**item) for item in page.items],
-        signals=queries.signals_of(client, stripe_event_id),
+        expectations=[ExpectationModel.of(expectation_view(e, now, _default_timeout(context))) for e in expectations],
+        incidents=[IncidentSummaryModel.of(item) for item in page.items],
+        signals=[SignalModel.of(signal) for signal in queries.signals_of(client, stripe_event_id)],
     )

@@ -27,7 +27,7 @@ from fulfillwatch.incident_engine.config import AlertDestination
 from fulfillwatch.incident_engine.delivery.attempts import Attempt, deliver
 from fulfillwatch.incident_engine.delivery.signing import signed_request
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
-from fulfillwatch.incident_engine.model.transitions import Transition, TransitionType
+from fulfillwatch.incident_engine.model.transitions import SYSTEM_ACTOR, Transition, TransitionType
 
 _logger = logging.getLogger("fulfillwatch.alerts")
 
@@ -49,31 +49,40 @@ _SLACK_ICONS = {
 
 
 def summary(transition: Transition, event: str) -> str:
-    """One line for humans."""
-    effect = f" ({transition.effect})" if transition.effect else ""
-    service = f" in {transition.service}" if transition.service else ""
+    """One line for humans (plain text: escape it for the medium it is shown in)."""
+    identity = transition.identity
+    effect = f" ({identity.effect})" if identity.effect else ""
+    service = f" in {identity.service}" if identity.service else ""
     return (
-        f"Fulfillment incident {event}: {transition.kind or 'incident'} for {transition.event_type}"
-        f"{effect} {transition.stripe_event_id}{service}: {transition.reason}"
+        f"Fulfillment incident {event}: {transition.kind or 'incident'} for {identity.event_type}"
+        f"{effect} {identity.stripe_event_id}{service}: {transition.reason}"
     )
 
 
+def slack_escape(text: str) -> str:
+    """Text shown literally by Slack: its three control characters escaped (Slack's rules), so
+    that ``<!channel>`` or ``<https://evil.example|click>`` in a reason stays text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _incident(transition: Transition) -> dict[str, Any]:
+    identity = transition.identity
     return {
         "id": transition.incident_id,
         "kind": transition.kind,
         "state": transition.state.value if transition.state is not None else None,
-        "stripe_event_id": transition.stripe_event_id,
-        "event_type": transition.event_type,
-        "effect": transition.effect or transition.event_type,
-        "service": transition.service,
+        "project": identity.project,
+        "stripe_event_id": identity.stripe_event_id,
+        "event_type": identity.event_type,
+        "effect": identity.display_effect,
+        "service": identity.service,
     }
 
 
 def payload(destination: AlertDestination, transition: Transition, event: str) -> dict[str, Any]:
     """The JSON body for one destination."""
     if destination.type == "slack":
-        text = summary(transition, event)
+        text = slack_escape(summary(transition, event))
         return {
             "text": text,
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f"{_SLACK_ICONS[event]} {text}"}}],
@@ -88,10 +97,10 @@ def payload(destination: AlertDestination, transition: Transition, event: str) -
         if body["event_action"] == "trigger":
             body["payload"] = {
                 "summary": summary(transition, event)[:1024],
-                "source": transition.service or "fulfillwatch",
+                "source": transition.identity.service or "fulfillwatch",
                 "severity": _SEVERITY.get(transition.kind, "error"),
-                "component": transition.event_type,
-                "group": transition.effect or transition.event_type,
+                "component": transition.identity.event_type,
+                "group": transition.identity.display_effect,
                 "class": transition.kind,
                 "custom_details": {**_incident(transition), "reason": transition.reason},
             }
@@ -182,18 +191,15 @@ class AlertDispatcher:
 
         async def record(attempt: Attempt) -> None:
             row = Transition(
-                incident_id=transition.incident_id,
-                transition=TransitionType.ALERT_ATTEMPT,
-                state=None,
-                kind="",
-                actor="system",
-                reason=f"alert {name} ({destination.type}, {event}): {attempt.describe()}",
-                cause=f"{message_id}#{attempt.number}",
-                at=attempt.at,
-                stripe_event_id=transition.stripe_event_id,
-                effect=transition.effect,
-                event_type=transition.event_type,
-                service=transition.service,
+                transition.incident_id,
+                transition.identity,
+                TransitionType.ALERT_ATTEMPT,
+                None,
+                "",
+                SYSTEM_ACTOR,
+                f"alert {name} ({destination.type}, {event}): {attempt.describe()}",
+                f"{message_id}#{attempt.number}",
+                attempt.at,
                 details={
                     **attempt.details(),
                     "destination": name,

@@ -26,12 +26,14 @@ from typing import Any
 
 import httpx
 
+from fulfillwatch.collector_processor.identity import ExpectationIdentity
+from fulfillwatch.collector_processor.ingest_auth import DEFAULT_PROJECT
 from fulfillwatch.collector_processor.store import Store
 from fulfillwatch.incident_engine.config import RepairTarget
 from fulfillwatch.incident_engine.delivery.attempts import Attempt, deliver
 from fulfillwatch.incident_engine.delivery.signing import signed_request
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
-from fulfillwatch.incident_engine.model.transitions import State, Transition, TransitionType
+from fulfillwatch.incident_engine.model.transitions import SYSTEM_ACTOR, State, Transition, TransitionType
 from fulfillwatch.incident_engine.schema import CURRENT_STATE_SQL, INCIDENT_LOG_TABLE
 
 _logger = logging.getLogger("fulfillwatch.dispatcher")
@@ -45,10 +47,7 @@ class DispatchJob:
 
     incident_id: str
     replay_id: str
-    service: str
-    stripe_event_id: str
-    event_type: str
-    effect: str
+    identity: ExpectationIdentity
     kind: str
     requested_by: str
     reason: str
@@ -61,9 +60,10 @@ class DispatchJob:
             "type": "fulfillwatch.reprocess",
             "replay_id": self.replay_id,
             "incident_id": self.incident_id,
-            "stripe_event_id": self.stripe_event_id,
-            "event_type": self.event_type,
-            "effect": self.effect,
+            "project": self.identity.project,
+            "stripe_event_id": self.identity.stripe_event_id,
+            "event_type": self.identity.event_type,
+            "effect": self.identity.display_effect,
             "kind": self.kind,
             "attempt": attempt,
             "requested_by": self.requested_by,
@@ -82,38 +82,44 @@ class DispatchJob:
     ) -> Transition:
         """A log row about this dispatch (at ``at``, default now)."""
         return Transition(
-            incident_id=self.incident_id,
-            transition=kind,
-            state=state,
-            kind=self.kind if state is not None else "",
-            actor="system",
-            reason=reason,
-            cause=cause,
-            at=at or datetime.now(timezone.utc),
-            stripe_event_id=self.stripe_event_id,
-            effect=self.effect if self.effect != self.event_type else "",
-            event_type=self.event_type,
-            service=self.service,
-            replay_id=self.replay_id,
-            details=dict(details),
+            self.incident_id,
+            self.identity,
+            kind,
+            state,
+            self.kind if state is not None else "",
+            SYSTEM_ACTOR,
+            reason,
+            cause,
+            at or datetime.now(timezone.utc),
+            self.replay_id,
+            dict(details),
         )
 
 
 class Dispatcher:
     """Delivers reprocess callbacks from the event loop of the process that owns the engine."""
 
-    def __init__(self, store: Store, journal: Journal, targets: Mapping[str, RepairTarget]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        journal: Journal,
+        targets: Mapping[str, RepairTarget],
+        service_projects: Mapping[str, str] | None = None,
+    ) -> None:
         self._store = store
         self._journal = journal
         self._targets = dict(targets)
+        self._service_projects = dict(service_projects or {})
         self._queue: asyncio.Queue[DispatchJob] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._awaiting: dict[str, tuple[DispatchJob, datetime]] = {}  # replay id → (job, deadline)
 
-    def target_for(self, service: str) -> RepairTarget | None:
-        """The repair target configured for a service."""
-        return self._targets.get(service)
+    def target_for(self, identity: ExpectationIdentity) -> RepairTarget | None:
+        """The repair target of an expectation: its service's, and only if that service belongs
+        to the expectation's project (one project's incident never calls another's endpoint)."""
+        owner = self._service_projects.get(identity.service, DEFAULT_PROJECT)
+        return self._targets.get(identity.service) if owner == identity.project else None
 
     def submit(self, job: DispatchJob) -> None:
         """Queue a dispatch (safe from any thread)."""
@@ -148,9 +154,9 @@ class Dispatcher:
         await asyncio.to_thread(self._journal.append, transitions, purpose="dispatcher")
 
     async def _dispatch(self, client: httpx.AsyncClient, job: DispatchJob) -> None:
-        target = self._targets.get(job.service)
+        target = self.target_for(job.identity)
         if target is None:
-            await self._fail(job, f"no repair target is configured for service {job.service!r}")
+            await self._fail(job, f"no repair target is configured for service {job.identity.service!r}")
             return
         secrets = target.secret_values()
 
@@ -167,7 +173,7 @@ class Dispatcher:
                         None,  # informational: the state stays reprocessing
                         reason,
                         cause,
-                        {**attempt.details(), "url": str(target.url)},
+                        {**attempt.details(), "target": target.describe()},
                         at=attempt.at,  # when it was sent: the app's result may come before the answer
                     )
                 ]
@@ -238,8 +244,8 @@ class Dispatcher:
         for incident_id, replay_id in heads:
             rows = list(
                 client.query(
-                    f"""SELECT transition, actor, reason, at, service, stripe_event_id, event_type, effect, kind,
-                               details
+                    f"""SELECT transition, actor, reason, at, project, service, stripe_event_id, event_type, effect,
+                               kind, details
                         FROM {INCIDENT_LOG_TABLE} FINAL
                         WHERE incident_id = {{id:String}} AND replay_id = {{replay:String}} ORDER BY seq""",
                     parameters={"id": incident_id, "replay": replay_id},
@@ -249,13 +255,17 @@ class Dispatcher:
             if requested is None:
                 continue
             attempts = [r for r in rows if r["transition"] == TransitionType.CALLBACK_ATTEMPT.value]
+            identity = ExpectationIdentity(
+                requested["project"],
+                requested["stripe_event_id"],
+                requested["effect"],
+                requested["event_type"],
+                requested["service"],
+            )
             job = DispatchJob(
                 incident_id,
                 replay_id,
-                requested["service"],
-                requested["stripe_event_id"],
-                requested["event_type"],
-                requested["effect"] or requested["event_type"],
+                identity,
                 requested["kind"],
                 requested["actor"],
                 requested["reason"],
@@ -263,7 +273,7 @@ class Dispatcher:
             )
             last = json.loads(attempts[-1]["details"]) if attempts else {}
             if last.get("outcome") == "delivered":
-                target = self._targets.get(job.service)
+                target = self.target_for(identity)
                 wait = timedelta(seconds=target.result_timeout_s if target is not None else 0)
                 self._awaiting[replay_id] = (job, attempts[-1]["at"] + wait)
             else:

@@ -1,6 +1,6 @@
 """The incident engine: periodic, incremental evaluation of expectations.
 
-Each tick looks only at what can have changed since the previous one (DESIGN.md §6):
+Each tick looks only at what can have changed since the previous one (deadlines are data):
 
 * expectations with a signal stored since the ingest watermark (minus a small overlap, because
   a concurrent insert may become visible after a later-stamped one), and
@@ -103,6 +103,8 @@ class Engine:
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.last_report: TickReport | None = None
+        #: ``time.monotonic()`` when the last tick completed (readiness: is the engine fresh?).
+        self.last_completed: float | None = None
 
     def tick(self) -> TickReport:
         """Evaluate once (blocking; the async loop runs it in a worker thread)."""
@@ -143,6 +145,7 @@ class Engine:
         caught_up = window.until >= now and window.due_until >= now
         report = TickReport(now, len(pairs), len(transitions), duration, caught_up)
         self.last_report = report
+        self.last_completed = time.monotonic()
         if transitions:
             _logger.info(
                 "tick: %d expectations, %d transitions in %.0f ms", len(pairs), len(transitions), duration * 1000
@@ -188,6 +191,8 @@ class Engine:
             try:
                 if self.lease is None or await asyncio.to_thread(self.lease.hold):
                     caught_up = (await asyncio.to_thread(self.tick)).caught_up
+                else:
+                    self.last_completed = time.monotonic()  # a live standby is as fresh as the holder
                 failures = 0
             except (StoreUnavailable, ClickHouseError, OSError) as exc:
                 failures += 1

@@ -15,6 +15,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 from fulfillwatch.incident_engine.model.status import Expectation, ResultInfo
 from fulfillwatch.incident_engine.model.transitions import IncidentHead, State, TransitionType
@@ -55,6 +56,7 @@ def _where(template: str, condition: str) -> str:
 _AGGREGATE = f"""
     SELECT
         {INCIDENT_ID_SQL} AS incident_id,
+        project,
         stripe_event_id,
         effect,
         max(event_type) AS event_type,
@@ -68,7 +70,7 @@ _AGGREGATE = f"""
         max(has_skipped) AS has_skipped
     FROM {EXPECTATIONS_TABLE}
     WHERE __WHERE__
-    GROUP BY stripe_event_id, effect
+    GROUP BY project, stripe_event_id, effect
 """
 
 HEADS_SQL = f"""
@@ -87,17 +89,18 @@ HEADS_SQL = f"""
     GROUP BY incident_id
 """
 
+_CANDIDATE_KEYS = "SELECT stripe_event_id, effect, project FROM candidates"
 _EVALUATE = f"""
     WITH candidates AS (
-        SELECT stripe_event_id, effect FROM {ARRIVALS_TABLE}
+        SELECT project, stripe_event_id, effect FROM {ARRIVALS_TABLE}
         WHERE ingested_at > {{since:DateTime64(6, 'UTC')}} AND ingested_at <= {{until:DateTime64(6, 'UTC')}}
         UNION DISTINCT
-        SELECT stripe_event_id, effect FROM {DEADLINES_TABLE}
+        SELECT project, stripe_event_id, effect FROM {DEADLINES_TABLE}
         WHERE kind = 'receipt'
           AND due_at > {{due_since:DateTime64(6, 'UTC')}} AND due_at <= {{due_until:DateTime64(6, 'UTC')}}
         UNION DISTINCT
         -- results without a receipt fall due default_timeout after they were seen
-        SELECT stripe_event_id, effect FROM {DEADLINES_TABLE}
+        SELECT project, stripe_event_id, effect FROM {DEADLINES_TABLE}
         WHERE kind = 'skipped'
           AND due_at > {{due_since:DateTime64(6, 'UTC')}} - toIntervalSecond({{default_timeout_s:UInt32}})
           AND due_at <= {{due_until:DateTime64(6, 'UTC')}} - toIntervalSecond({{default_timeout_s:UInt32}})
@@ -106,7 +109,7 @@ _EVALUATE = f"""
            heads.kind AS head_kind, heads.state_since AS head_state_since, heads.opened_at AS head_opened_at,
            heads.causes AS head_causes, heads.audited AS head_audited,
            heads.reprocess_replay_id AS head_replay_id
-    FROM ({_where(_AGGREGATE, "(stripe_event_id, effect) IN (SELECT stripe_event_id, effect FROM candidates)")}) AS agg
+    FROM ({_where(_AGGREGATE, f"(stripe_event_id, effect, project) IN ({_CANDIDATE_KEYS})")}) AS agg
     LEFT JOIN ({_where(HEADS_SQL, f"incident_id IN (SELECT {INCIDENT_ID_SQL} FROM candidates)")}) AS heads
     ON heads.incident_id = agg.incident_id
     -- Only rows that can lead to a transition reach Python: an expectation without incident
@@ -156,18 +159,26 @@ def _new_results(rows: list[tuple[Any, ...]], since: datetime, until: datetime) 
 
 
 _RESULTS_OF = f"""
-    SELECT stripe_event_id, effect, signal_id, at, outcome, error_type, error_message, replay_id, attempt, ingested_at
+    SELECT project, stripe_event_id, effect,
+           signal_id, at, outcome, error_type, error_message, replay_id, attempt, ingested_at
     FROM {SIGNALS_TABLE}
-    WHERE (stripe_event_id, effect) IN {{keys:Array(Tuple(String, String))}} AND signal = 'result'
+    WHERE (stripe_event_id, effect, project) IN {{keys:Array(Tuple(String, String, String))}} AND signal = 'result'
 """
 
+_Key = tuple[str, str, str]  # (project, stripe event id, stored effect)
 
-def _results_of(client: Client, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+
+def _key(row: dict[str, Any]) -> _Key:
+    return row["project"], row["stripe_event_id"], row["effect"]
+
+
+def _results_of(client: Client, keys: list[_Key]) -> dict[_Key, list[tuple[Any, ...]]]:
     """Every result row (duplicates included) of the given expectations."""
-    found: dict[tuple[str, str], list[tuple[Any, ...]]] = {key: [] for key in keys}
+    found: dict[_Key, list[tuple[Any, ...]]] = {key: [] for key in keys}
     if keys:
-        for row in client.query(_RESULTS_OF, parameters={"keys": keys}).result_rows:
-            found[(row[0], row[1])].append(tuple(row[2:]))
+        by_sort_key = [(event, effect, project) for project, event, effect in keys]
+        for row in client.query(_RESULTS_OF, parameters={"keys": by_sort_key}).result_rows:
+            found[(row[0], row[1], row[2])].append(tuple(row[3:]))
     return found
 
 
@@ -176,10 +187,9 @@ def _expectation(
 ) -> Expectation:
     return Expectation(
         incident_id=row["incident_id"],
-        stripe_event_id=row["stripe_event_id"],
-        effect=row["effect"],
-        event_type=row["event_type"],
-        service=row["service"],
+        identity=ExpectationIdentity(
+            row["project"], row["stripe_event_id"], row["effect"], row["event_type"], row["service"]
+        ),
         first_at=row["first_at"],
         receipt_at=row["receipt_at"] if row["has_receipt"] else None,
         due_at=row["due_at"] if row["has_receipt"] else None,
@@ -218,10 +228,10 @@ def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, I
     )
     rows = list(result.named_results())
     # Results are needed only to audit what happened to an existing incident.
-    results = _results_of(client, [(row["stripe_event_id"], row["effect"]) for row in rows if row["has_head"]])
+    results = _results_of(client, [_key(row) for row in rows if row["has_head"]])
     return [
         (
-            _expectation(row, results.get((row["stripe_event_id"], row["effect"]), []), window.since, window.until),
+            _expectation(row, results.get(_key(row), []), window.since, window.until),
             head_from_row(row, prefix="head_") if row["has_head"] else None,
         )
         for row in rows

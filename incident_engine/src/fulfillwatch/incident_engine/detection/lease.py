@@ -9,7 +9,7 @@ claims back, and the one stored last (the highest version) wins, for both of the
 
 The lease keeps the work single; it is not what keeps the result right. Should two engines
 evaluate at once anyway, their transitions have deterministic ids and the incident log is a
-``ReplacingMergeTree`` on them (DESIGN.md §7): the second copy of a transition is invisible.
+``ReplacingMergeTree`` on them (see the schema): the second copy of a transition is invisible.
 """
 
 from __future__ import annotations

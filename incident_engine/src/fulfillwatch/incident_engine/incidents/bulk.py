@@ -20,8 +20,9 @@ from typing import Any
 
 from fulfillwatch.collector_processor.store import Store
 from fulfillwatch.incident_engine.incidents import queries
+from fulfillwatch.incident_engine.incidents.errors import ActionError, Invalid
 from fulfillwatch.incident_engine.incidents.incident_log import next_seq
-from fulfillwatch.incident_engine.incidents.lifecycle import ActionError, IncidentActions
+from fulfillwatch.incident_engine.incidents.lifecycle import Actor, IncidentActions
 from fulfillwatch.incident_engine.schema import BULK_JOBS_TABLE
 
 _logger = logging.getLogger("fulfillwatch.bulk")
@@ -47,6 +48,8 @@ class BulkJob:
     errors: list[str] = field(default_factory=list)
     created_at: str = ""
     updated_at: str = ""
+    #: The API token a person requested it through ("" when the token itself is the actor).
+    requested_via: str = ""
 
     @property
     def processed(self) -> int:
@@ -68,24 +71,25 @@ class BulkReprocessor:
         chosen = filters if filters.states else replace(filters, states=DEFAULT_STATES)
         return queries.list_incidents(self._store.client("bulk"), chosen, limit, 0)
 
-    def start(self, filters: queries.IncidentFilter, actor: str, reason: str) -> BulkJob:
+    def start(self, filters: queries.IncidentFilter, actor: Actor, reason: str) -> BulkJob:
         """Snapshot the matching incidents and start requesting reprocesses."""
         page = self.matching(filters, MAX_JOB_SIZE)
         if page.total > MAX_JOB_SIZE:
-            raise ActionError(422, f"the filter matches {page.total} incidents; narrow it to at most {MAX_JOB_SIZE}")
+            raise Invalid(f"the filter matches {page.total} incidents; narrow it to at most {MAX_JOB_SIZE}")
         now = datetime.now(timezone.utc).isoformat()
         job = BulkJob(
             id=f"bulk_{uuid.uuid4().hex[:16]}",
             state="running",
             filter=_describe(filters),
-            requested_by=actor,
+            requested_by=actor.name,
+            requested_via=actor.via,
             reason=reason,
             total=len(page.items),
             created_at=now,
             updated_at=now,
         )
         self._save(job)
-        ids = [item["id"] for item in page.items]
+        ids = [item.id for item in page.items]
         threading.Thread(target=self._run, args=(job, ids), name=job.id, daemon=True).start()
         return job
 
@@ -122,7 +126,8 @@ class BulkReprocessor:
                 break
             started = time.monotonic()
             try:
-                result = self._actions.reprocess(incident_id, job.requested_by, job.reason, bulk_job_id=job.id)
+                actor = Actor(job.requested_by, job.requested_via)
+                result = self._actions.reprocess(incident_id, actor, job.reason, bulk_job_id=job.id)
                 if result.already_running:
                     job = replace(job, already_running=job.already_running + 1)
                 else:

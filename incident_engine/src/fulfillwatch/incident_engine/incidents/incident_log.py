@@ -30,6 +30,7 @@ _COLUMNS = [
     "service",
     "replay_id",
     "details",
+    "project",
 ]
 
 
@@ -65,12 +66,13 @@ def append_transitions(client: Client, transitions: Sequence[Transition]) -> Non
             t.actor,
             t.reason[:4096],
             t.cause,
-            t.stripe_event_id,
-            t.effect,
-            t.event_type,
-            t.service,
+            t.identity.stripe_event_id,
+            t.identity.effect,
+            t.identity.event_type,
+            t.identity.service,
             t.replay_id,
             json.dumps(dict(t.details), default=str, sort_keys=True),
+            t.identity.project,
         ]
         for t in transitions
     ]

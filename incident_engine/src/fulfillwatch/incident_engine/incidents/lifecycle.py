@@ -3,32 +3,35 @@
 Every action is a row in the incident log with its actor, time and reason. Actions are
 serialised within the process (one lock), so two clicks at the same moment cannot both start
 a reprocess: the second sees the first's ``reprocessing`` state and gets its replay id.
+Errors are the domain's (:mod:`.errors`); the API maps them to HTTP.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from fulfillwatch.collector_processor.store import Store
 from fulfillwatch.incident_engine.delivery.reprocess import Dispatcher, DispatchJob
 from fulfillwatch.incident_engine.incidents import queries
+from fulfillwatch.incident_engine.incidents.errors import Conflict, Invalid, NotFound, Unavailable
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
+from fulfillwatch.incident_engine.incidents.records import IncidentSummary
 from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES, State, Transition, TransitionType
 
 MAX_REASON = 2000
 
 
-class ActionError(Exception):
-    """An action that cannot be taken; ``status`` is the HTTP status to answer."""
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a name for the log (a token's, or a person's), and what they came through."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+    name: str
+    #: The API token a person acted through (the dashboard's), "" when the token is the actor.
+    via: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,98 +52,96 @@ class IncidentActions:
         self._dispatcher = dispatcher
         self._lock = threading.Lock()
 
-    def _incident(self, incident_id: str) -> dict[str, Any]:
+    def _incident(self, incident_id: str) -> IncidentSummary:
         found = queries.get_incident(self._store.client("actions"), incident_id)
         if found is None:
-            raise ActionError(404, f"no incident {incident_id}")
+            raise NotFound(f"no incident {incident_id}")
         return found
 
     def _row(
         self,
-        incident: dict[str, Any],
+        incident: IncidentSummary,
         kind: TransitionType,
         state: State | None,
-        actor: str,
+        actor: Actor,
         reason: str,
         *,
         replay_id: str = "",
-        details: dict[str, object] | None = None,
+        details: Mapping[str, object] | None = None,
     ) -> Transition:
-        effect = incident["effect"] if incident["effect"] != incident["event_type"] else ""
+        recorded = dict(details or {})
+        if actor.via:
+            recorded["via"] = actor.via
         return Transition(
-            incident_id=incident["id"],
-            transition=kind,
-            state=state,
-            kind=incident["kind"] if state is not None else "",
-            actor=actor,
-            reason=reason[:MAX_REASON],
-            cause=f"{kind.value}:{replay_id or uuid.uuid4().hex}",
-            at=datetime.now(timezone.utc),
-            stripe_event_id=incident["stripe_event_id"],
-            effect=effect,
-            event_type=incident["event_type"],
-            service=incident["service"],
-            replay_id=replay_id,
-            details=details or {},
+            incident.id,
+            incident.identity,
+            kind,
+            state,
+            incident.kind if state is not None else "",
+            actor.name,
+            reason[:MAX_REASON],
+            f"{kind.value}:{replay_id or uuid.uuid4().hex}",
+            datetime.now(timezone.utc),
+            replay_id,
+            recorded,
         )
 
-    def acknowledge(self, incident_id: str, actor: str, reason: str = "") -> dict[str, Any]:
+    def acknowledge(self, incident_id: str, actor: Actor, reason: str = "") -> IncidentSummary:
         """Someone is on it. Idempotent; only active incidents can be acknowledged."""
         with self._lock:
             incident = self._incident(incident_id)
-            state = State(incident["state"])
-            if state not in ACTIVE_STATES:
-                raise ActionError(
-                    409, f"incident {incident_id} is {state.value}: only active incidents are acknowledged"
+            if incident.state not in ACTIVE_STATES:
+                raise Conflict(
+                    f"incident {incident_id} is {incident.state.value}: only active incidents are acknowledged"
                 )
-            if state is State.OPEN:
+            if incident.state is State.OPEN:
                 self._journal.append(
                     [self._row(incident, TransitionType.ACKNOWLEDGED, State.ACKNOWLEDGED, actor, reason)]
                 )
             return self._incident(incident_id)
 
-    def ignore(self, incident_id: str, actor: str, reason: str) -> dict[str, Any]:
+    def ignore(self, incident_id: str, actor: Actor, reason: str) -> IncidentSummary:
         """Decide not to act; the reason is required. A later failure reopens it."""
         if not reason.strip():
-            raise ActionError(422, "ignoring an incident needs a reason")
+            raise Invalid("ignoring an incident needs a reason")
         with self._lock:
             incident = self._incident(incident_id)
-            state = State(incident["state"])
-            if state is State.RESOLVED:
-                raise ActionError(409, f"incident {incident_id} is already resolved")
-            if state is not State.IGNORED:
+            if incident.state is State.RESOLVED:
+                raise Conflict(f"incident {incident_id} is already resolved")
+            if incident.state is not State.IGNORED:
                 self._journal.append([self._row(incident, TransitionType.IGNORED, State.IGNORED, actor, reason)])
             return self._incident(incident_id)
 
-    def note(self, incident_id: str, actor: str, text: str) -> dict[str, Any]:
+    def note(self, incident_id: str, actor: Actor, text: str) -> IncidentSummary:
         """Add a note to the timeline (the state does not change)."""
         if not text.strip():
-            raise ActionError(422, "a note needs text")
+            raise Invalid("a note needs text")
         with self._lock:
             incident = self._incident(incident_id)
             self._journal.append([self._row(incident, TransitionType.NOTE, None, actor, text)])
             return self._incident(incident_id)
 
-    def reprocess(self, incident_id: str, actor: str, reason: str = "", *, bulk_job_id: str = "") -> ReprocessStarted:
-        """Send a signed callback to the service's repair endpoint (see :mod:`.dispatcher`)."""
+    def reprocess(self, incident_id: str, actor: Actor, reason: str = "", *, bulk_job_id: str = "") -> ReprocessStarted:
+        """Send a signed callback to the service's repair endpoint (see
+        :mod:`~fulfillwatch.incident_engine.delivery.reprocess`)."""
         if self._dispatcher is None:
-            raise ActionError(503, "reprocess is not available in this process (no dispatcher)")
+            raise Unavailable("reprocess is not available in this process (no dispatcher)")
         with self._lock:
             incident = self._incident(incident_id)
-            state = State(incident["state"])
-            if state is State.REPROCESSING:
-                return ReprocessStarted(incident_id, incident["replay_id"], already_running=True)
-            if state is State.RESOLVED:
-                raise ActionError(409, f"incident {incident_id} is already resolved")
-            target = self._dispatcher.target_for(incident["service"])
+            if incident.state is State.REPROCESSING:
+                return ReprocessStarted(incident_id, incident.replay_id, already_running=True)
+            if incident.state is State.RESOLVED:
+                raise Conflict(f"incident {incident_id} is already resolved")
+            target = self._dispatcher.target_for(incident.identity)
             if target is None:
-                raise ActionError(
-                    409,
-                    f"no repair target is configured for service {incident['service']!r}: add "
-                    f'[repair_targets."{incident["service"]}"] with url and secrets to the config file',
+                service = incident.identity.service
+                raise Conflict(
+                    f"no repair target is configured for service {service!r} of project "
+                    f'{incident.identity.project!r}: add [repair_targets."{service}"] with url and secrets '
+                    "to the config file (the service must belong to the incident's project)"
                 )
             replay_id = f"rpl_{uuid.uuid4().hex}"
-            details: dict[str, object] = {"url": str(target.url)}
+            details: dict[str, object] = {"target": target.describe()}
             if bulk_job_id:
                 details["bulk_job_id"] = bulk_job_id
             row = self._row(
@@ -157,12 +158,9 @@ class IncidentActions:
                 DispatchJob(
                     incident_id=incident_id,
                     replay_id=replay_id,
-                    service=incident["service"],
-                    stripe_event_id=incident["stripe_event_id"],
-                    event_type=incident["event_type"],
-                    effect=incident["effect"],
-                    kind=incident["kind"] if state is not None else "",
-                    requested_by=actor,
+                    identity=incident.identity,
+                    kind=incident.kind,
+                    requested_by=actor.name,
                     reason=row.reason,
                     requested_at=row.at,
                 )

@@ -7,11 +7,12 @@ the window's receipts come from ``fw_signals`` (partition-pruned by time), their
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from fulfillwatch.collector_processor.identity import display_effect_sql
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 from fulfillwatch.incident_engine.detection.engine_state import load_heartbeat, load_watermarks
 from fulfillwatch.incident_engine.incidents.queries import IncidentFilter, summary_sql
@@ -19,14 +20,14 @@ from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES
 from fulfillwatch.incident_engine.schema import EPOCH_SQL, EXPECTATIONS_TABLE, INCIDENT_LOG_TABLE
 
 _WINDOW_EXPECTATIONS = f"""
-    SELECT stripe_event_id, effect, max(event_type) AS type, min(receipt_at) AS received,
+    SELECT project, stripe_event_id, effect, max(event_type) AS type, min(receipt_at) AS received,
            min(due_at) AS due, max(last_result) AS result
     FROM {EXPECTATIONS_TABLE}
-    WHERE (stripe_event_id, effect) IN (
-        SELECT stripe_event_id, effect FROM {SIGNALS_TABLE}
+    WHERE (stripe_event_id, effect, project) IN (
+        SELECT stripe_event_id, effect, project FROM {SIGNALS_TABLE}
         WHERE signal = 'receipt' AND at >= {{since:DateTime64(6, 'UTC')}}
     )
-    GROUP BY stripe_event_id, effect
+    GROUP BY project, stripe_event_id, effect
 """
 
 _OUTCOMES = f"""
@@ -60,6 +61,56 @@ _TIME_TO_RESOLVE = f"""
 """
 
 
+@dataclass(frozen=True)
+class Outcomes:
+    """What became of the window's expectations."""
+
+    fulfilled: int
+    failed: int
+    overdue: int
+    pending: int
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    """Receipt → success latency percentiles of one event type in one hour."""
+
+    hour: datetime
+    event_type: str
+    fulfilled: int
+    p50_s: float
+    p95_s: float
+    p99_s: float
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """The engine's heartbeat and how far behind its evaluation is."""
+
+    heartbeat_at: datetime | None = None
+    heartbeat_age_s: float | None = None
+    stale: bool = True
+    evaluation_lag_s: float | None = None
+    last_tick_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Everything the overview page shows."""
+
+    window_hours: float
+    generated_at: datetime
+    open_by_kind: dict[str, int]
+    open_by_event_type: dict[str, int]
+    open_by_effect: dict[str, int]
+    expectations: Outcomes
+    success_rate: float | None
+    latency: list[LatencyRow]
+    resolved: int
+    mean_time_to_resolve_s: float | None
+    engine: EngineStatus = field(default_factory=EngineStatus)
+
+
 def _open_by(client: Client, column: str) -> dict[str, int]:
     active = IncidentFilter(states=tuple(state.value for state in ACTIVE_STATES))
     where, having, params = active.clauses()
@@ -70,7 +121,7 @@ def _open_by(client: Client, column: str) -> dict[str, int]:
     return {str(key): int(count) for key, count in rows}
 
 
-def overview(client: Client, window: timedelta, stale_after: timedelta) -> dict[str, Any]:
+def overview(client: Client, window: timedelta, stale_after: timedelta) -> Overview:
     """Everything the overview page shows, computed now."""
     now = datetime.now(timezone.utc)
     since = now - window
@@ -79,37 +130,29 @@ def overview(client: Client, window: timedelta, stale_after: timedelta) -> dict[
     decided = fulfilled + failed + overdue
     resolved, mean_s = client.query(_TIME_TO_RESOLVE, parameters=params).result_rows[0]
     heartbeat = load_heartbeat(client)
-    marks = load_watermarks(client)
-    engine: dict[str, Any] = {"heartbeat_at": None, "heartbeat_age_s": None, "stale": True, "evaluation_lag_s": None}
+    engine = EngineStatus()
     if heartbeat is not None:
         age = (now - heartbeat.at).total_seconds()
-        engine = {
-            "heartbeat_at": heartbeat.at,
-            "heartbeat_age_s": round(age, 3),
-            "stale": age > stale_after.total_seconds(),
-            "evaluation_lag_s": round(max(0.0, (now - marks.ingested).total_seconds()), 3),
-            "last_tick_ms": heartbeat.tick_ms,
-        }
-    return {
-        "window_hours": round(window.total_seconds() / 3600, 3),
-        "generated_at": now,
-        "open_by_kind": _open_by(client, "current_kind"),
-        "open_by_event_type": _open_by(client, "type"),
-        "open_by_effect": _open_by(client, "if(effect_key = '', type, effect_key)"),
-        "expectations": {"fulfilled": fulfilled, "failed": failed, "overdue": overdue, "pending": pending},
-        "success_rate": round(fulfilled / decided, 5) if decided else None,
-        "latency": [
-            {
-                "hour": hour,
-                "event_type": event_type,
-                "fulfilled": count,
-                "p50_s": seconds[0],
-                "p95_s": seconds[1],
-                "p99_s": seconds[2],
-            }
+        engine = EngineStatus(
+            heartbeat_at=heartbeat.at,
+            heartbeat_age_s=round(age, 3),
+            stale=age > stale_after.total_seconds(),
+            evaluation_lag_s=round(max(0.0, (now - load_watermarks(client).ingested).total_seconds()), 3),
+            last_tick_ms=heartbeat.tick_ms,
+        )
+    return Overview(
+        window_hours=round(window.total_seconds() / 3600, 3),
+        generated_at=now,
+        open_by_kind=_open_by(client, "current_kind"),
+        open_by_event_type=_open_by(client, "type"),
+        open_by_effect=_open_by(client, display_effect_sql("stored_effect", "type")),
+        expectations=Outcomes(int(fulfilled), int(failed), int(overdue), int(pending)),
+        success_rate=round(fulfilled / decided, 5) if decided else None,
+        latency=[
+            LatencyRow(hour, event_type, int(count), seconds[0], seconds[1], seconds[2])
             for hour, event_type, count, seconds in client.query(_LATENCY, parameters=params).result_rows
         ],
-        "resolved": int(resolved),
-        "mean_time_to_resolve_s": round(float(mean_s), 3) if resolved else None,
-        "engine": engine,
-    }
+        resolved=int(resolved),
+        mean_time_to_resolve_s=round(float(mean_s), 3) if resolved else None,
+        engine=engine,
+    )

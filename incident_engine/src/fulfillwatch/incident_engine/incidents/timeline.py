@@ -1,99 +1,128 @@
-"""Assembling an incident's story: signals and transitions on one time axis."""
+"""Assembling an incident's story: signals and transitions on one time axis, and the verdict."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from fulfillwatch.incident_engine.model.status import Expectation, assess
-
-_SIGNAL_DETAIL_KEYS = (
-    "signal_id",
-    "outcome",
-    "attempt",
-    "error_type",
-    "error_message",
-    "replay_id",
-    "service",
-    "due_at",
-    "trace_id",
-    "span_id",
-    "receipt_trace_id",
-    "receipt_span_id",
-    "source",
-    "ingested_at",
-)
+from fulfillwatch.collector_processor.identity import ExpectationIdentity
+from fulfillwatch.incident_engine.incidents.records import LogEntry, SignalRecord
+from fulfillwatch.incident_engine.model.status import Expectation, ResultInfo, assess
 
 
-def _signal_entry(signal: dict[str, Any]) -> dict[str, Any]:
-    details = {key: signal[key] for key in _SIGNAL_DETAIL_KEYS if signal.get(key) not in ("", None)}
-    if signal["signal"] == "receipt":
-        details.pop("outcome", None)
-    else:
-        details.pop("due_at", None)
-    return {"at": signal["at"], "type": signal["signal"], "details": details}
+@dataclass(frozen=True)
+class TimelineItem:
+    """One receipt, result or log row on the incident's time axis."""
+
+    at: datetime
+    type: str  # receipt | result | a transition type
+    actor: str | None = None
+    reason: str | None = None
+    state: str | None = None  # the state after a state-changing row
+    details: dict[str, Any] = field(default_factory=dict)
 
 
-def _transition_entry(row: dict[str, Any]) -> dict[str, Any]:
-    details = dict(row["details"])
-    if row["replay_id"]:
-        details.setdefault("replay_id", row["replay_id"])
-    if row["kind"]:
-        details["kind"] = row["kind"]
-    return {
-        "at": row["at"],
-        "type": row["transition"],
-        "actor": row["actor"],
-        "reason": row["reason"],
-        "state": row["state"] or None,  # informational rows do not change the state
-        "details": details,
+def _signal_item(signal: SignalRecord) -> TimelineItem:
+    details: dict[str, Any] = {
+        "signal_id": signal.signal_id,
+        "outcome": signal.outcome,
+        "attempt": signal.attempt,
+        "error_type": signal.error_type,
+        "error_message": signal.error_message,
+        "replay_id": signal.replay_id,
+        "service": signal.identity.service,
+        "due_at": signal.due_at,
+        "trace_id": signal.trace_id,
+        "span_id": signal.span_id,
+        "receipt_trace_id": signal.receipt_trace_id,
+        "receipt_span_id": signal.receipt_span_id,
+        "source": signal.source,
+        "ingested_at": signal.ingested_at,
     }
+    if signal.signal == "receipt":
+        details.pop("outcome")
+    details = {key: value for key, value in details.items() if value not in ("", None)}
+    return TimelineItem(at=signal.at, type=signal.signal, details=details)
 
 
-def build_timeline(signals: Sequence[dict[str, Any]], transitions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every signal and transition, in time order (signals first on equal times)."""
-    entries = [(s["at"], 0, i, _signal_entry(s)) for i, s in enumerate(signals)]
-    entries += [(t["at"], 1, i, _transition_entry(t)) for i, t in enumerate(transitions)]
+def _log_item(entry: LogEntry) -> TimelineItem:
+    details = dict(entry.details)
+    if entry.replay_id:
+        details.setdefault("replay_id", entry.replay_id)
+    if entry.kind:
+        details["kind"] = entry.kind
+    return TimelineItem(
+        at=entry.at,
+        type=entry.transition.value,
+        actor=entry.actor,
+        reason=entry.reason,
+        state=entry.state.value if entry.state is not None else None,
+        details=details,
+    )
+
+
+def build_timeline(signals: Sequence[SignalRecord], log: Sequence[LogEntry]) -> list[TimelineItem]:
+    """Every signal and log row, in time order (signals first on equal times)."""
+    entries = [(s.at, 0, i, _signal_item(s)) for i, s in enumerate(signals)]
+    entries += [(e.at, 1, i, _log_item(e)) for i, e in enumerate(log)]
     return [entry for *_, entry in sorted(entries, key=lambda e: (e[0], e[1], e[2]))]
 
 
-def event_fields(signals: Sequence[dict[str, Any]]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EventFacts:
+    """Key fields of the Stripe event, as the app reported them."""
+
+    event_type: str | None = None
+    customer: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    livemode: bool | None = None
+    account: str | None = None
+
+
+def event_facts(signals: Sequence[SignalRecord]) -> EventFacts:
     """Key fields of the Stripe event (from the receipt when there is one)."""
-    ordered = sorted(signals, key=lambda s: s["signal"] != "receipt")
-    fields: dict[str, Any] = {}
-    for key in ("event_type", "customer", "amount", "currency", "livemode", "account"):
-        for signal in ordered:
-            if signal.get(key) not in ("", None):
-                fields[key] = signal[key]
-                break
-    return fields
+    ordered = sorted(signals, key=lambda s: s.signal != "receipt")
+
+    def first(values: Sequence[Any]) -> Any:
+        return next((value for value in values if value not in ("", None)), None)
+
+    return EventFacts(
+        event_type=first([s.identity.event_type for s in ordered]),
+        customer=first([s.customer for s in ordered]),
+        amount=first([s.amount for s in ordered]),
+        currency=first([s.currency for s in ordered]),
+        livemode=first([s.livemode for s in ordered]),
+        account=first([s.account for s in ordered]),
+    )
 
 
-def expectation_view(expectation: Expectation, now: datetime, default_timeout: timedelta) -> dict[str, Any]:
-    """An expectation with its current verdict, for API responses."""
+@dataclass(frozen=True)
+class ExpectationView:
+    """An expectation with its current verdict."""
+
+    incident_id: str
+    identity: ExpectationIdentity
+    health: str  # pending | healthy | failing
+    kind: str | None
+    reason: str
+    receipt_at: datetime | None
+    due_at: datetime
+    last_result: ResultInfo | None
+
+
+def expectation_view(expectation: Expectation, now: datetime, default_timeout: timedelta) -> ExpectationView:
+    """An expectation with its verdict at ``now``."""
     verdict = assess(expectation, now, default_timeout)
-    last = expectation.last_result
-    return {
-        "incident_id": expectation.incident_id,
-        "stripe_event_id": expectation.stripe_event_id,
-        "effect": expectation.effect or expectation.event_type,
-        "event_type": expectation.event_type,
-        "service": expectation.service,
-        "health": verdict.health.value,
-        "kind": verdict.kind.value if verdict.kind else None,
-        "reason": verdict.reason,
-        "receipt_at": expectation.receipt_at,
-        "due_at": expectation.deadline(default_timeout),
-        "last_result": None
-        if last is None
-        else {
-            "signal_id": last.signal_id,
-            "at": last.at,
-            "outcome": last.outcome,
-            "error_type": last.error_type,
-            "error_message": last.error_message,
-            "replay_id": last.replay_id,
-            "attempt": last.attempt,
-        },
-    }
+    return ExpectationView(
+        incident_id=expectation.incident_id,
+        identity=expectation.identity,
+        health=verdict.health.value,
+        kind=verdict.kind.value if verdict.kind else None,
+        reason=verdict.reason,
+        receipt_at=expectation.receipt_at,
+        due_at=expectation.deadline(default_timeout),
+        last_result=expectation.last_result,
+    )

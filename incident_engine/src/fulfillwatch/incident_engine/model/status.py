@@ -1,9 +1,11 @@
 """The status of an expectation: a pure function of its stored signals and ``now``.
 
-An *expectation* is one ``(stripe event id, effect)`` pair. Its signals are summarised by SQL
-(:mod:`.expectations`) into an :class:`Expectation`; :func:`assess` decides what that means. No
-clock, no I/O: the same rows and the same ``now`` always give the same answer, which is what
-makes engine restarts and replays harmless (DESIGN.md §6).
+An *expectation* is one ``(project, stripe event id, effect)``
+(:class:`~fulfillwatch.collector_processor.identity.ExpectationIdentity`). Its signals are
+summarised by SQL (:mod:`~fulfillwatch.incident_engine.detection.expectations`) into an
+:class:`Expectation`; :func:`assess` decides what that means. No clock, no I/O: the same rows
+and the same ``now`` always give the same answer, which is what makes engine restarts and
+replays harmless (deadlines are data: a receipt carries its due time).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.instrumentation import vocabulary as v
 
 
@@ -51,10 +54,7 @@ class Expectation:
     """Summary of one expectation's signals (built by SQL aggregates)."""
 
     incident_id: str
-    stripe_event_id: str
-    effect: str
-    event_type: str
-    service: str
+    identity: ExpectationIdentity
     first_at: datetime
     receipt_at: datetime | None
     due_at: datetime | None

@@ -1,6 +1,6 @@
 """Incident states, transitions, and the pure rules that turn a verdict into log rows.
 
-An incident exists per expectation (its id derives from ``(stripe event id, effect)``); its
+An incident exists per expectation (its id derives from ``(project, stripe event id, effect)``); its
 state is ``open → acknowledged → reprocessing → resolved``, or ``ignored``. A later failure
 reopens a resolved or ignored incident. :func:`plan` compares what the signals say
 (:class:`~.status.Assessment`) with the incident's current head and returns the transitions to
@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.incident_engine.model.status import Assessment, Expectation, Health, ResultInfo, describe_failure
 
 SYSTEM_ACTOR = "system"
@@ -71,9 +72,11 @@ class IncidentHead:
 
 @dataclass(frozen=True)
 class Transition:
-    """One row to append to the incident log."""
+    """One row to append to the incident log — the only way anything about an incident is
+    recorded (the engine, people's actions, callback and alert attempts all write these)."""
 
     incident_id: str
+    identity: ExpectationIdentity
     transition: TransitionType
     state: State | None  # None: an informational row, the state does not change
     kind: str  # "": the kind does not change
@@ -81,10 +84,6 @@ class Transition:
     reason: str
     cause: str
     at: datetime
-    stripe_event_id: str
-    effect: str
-    event_type: str
-    service: str
     replay_id: str = ""
     details: Mapping[str, object] = field(default_factory=dict)
 
@@ -123,20 +122,17 @@ def plan(expectation: Expectation, head: IncidentHead | None, verdict: Assessmen
         replay_id: str = "",
     ) -> Transition:
         return Transition(
-            incident_id=expectation.incident_id,
-            transition=kind_of,
-            state=state,
-            kind=kind,
-            actor=SYSTEM_ACTOR,
-            reason=reason,
-            cause=cause,
-            at=now,
-            stripe_event_id=expectation.stripe_event_id,
-            effect=expectation.effect,
-            event_type=expectation.event_type,
-            service=expectation.service,
-            replay_id=replay_id,
-            details=details or {},
+            expectation.incident_id,
+            expectation.identity,
+            kind_of,
+            state,
+            kind,
+            SYSTEM_ACTOR,
+            reason,
+            cause,
+            now,
+            replay_id,
+            details or {},
         )
 
     last = expectation.last_result
