@@ -1,9 +1,11 @@
-"""Shared fixtures: a real ``fulfillwatch serve`` subprocess per test module."""
+"""Shared fixtures: a real ``fulfillwatch serve`` subprocess per module, a migrated chDB store per
+test, and the service built in-process on such a store."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from fulfillwatch.collector_processor.migrations import apply_migrations
 from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS
 from fulfillwatch.collector_processor.store import Store, parse_dsn
 from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS
+from support.inprocess import InProcessService
 from support.serve import ServeProcess
 
 
@@ -44,3 +47,11 @@ def store(chdb_dir: str) -> Iterator[Store]:
     apply_migrations(opened.client("migrations"), SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS)
     yield opened
     opened.client("cleanup").command(f"DROP DATABASE IF EXISTS `{location.database}`")
+
+
+@pytest.fixture
+def service(store: Store, tmp_path: Path) -> Iterator[InProcessService]:
+    """The service built in this process on a fresh store (see support.inprocess)."""
+    made = InProcessService(store, tmp_path)
+    yield made
+    made.close()

@@ -18,7 +18,7 @@ from .writer import SignalWriter
 
 #: Threads decoding requests: enough to keep the writer busy, few enough to leave the event
 #: loop (and the API it also serves) a core.
-DECODE_THREADS = 2
+DECODE_THREADS = 1
 
 
 def create_ingest_app(

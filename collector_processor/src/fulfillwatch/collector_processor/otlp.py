@@ -31,7 +31,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from fulfillwatch.instrumentation import vocabulary as v
 
 from .ingest_auth import DEFAULT_PROJECT
-from .signals import Signal
+from .signals import Signal, SignalBatch
 from .span_signals import SpanFields, UnusableSpan, signal_from_span
 
 _SERVICE_NAME = "service.name"
@@ -51,14 +51,30 @@ class MalformedRequest(ValueError):
     """The request body is not a valid OTLP trace export request."""
 
 
+#: Spans converted to Arrow at a time: a big request never holds all its spans as Python
+#: objects at once (they cost ~2 KB each; their Arrow rows ~250 bytes).
+_CHUNK = 4096
+
+
 @dataclass
 class DecodedBatch:
-    """The outcome of decoding one export request."""
+    """The outcome of decoding one export request: its signals as Arrow tables, and counts."""
 
-    signals: list[Signal] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)  # converted, not yet in a chunk
+    chunks: list[SignalBatch] = field(default_factory=list)
     spans: int = 0
     ignored: int = 0
     rejections: list[str] = field(default_factory=list)
+
+    def signal_batch(self) -> SignalBatch:
+        """Everything decoded, ready for the writer (raises like :func:`~.signals.to_arrow_table`)."""
+        self._chunk()
+        return SignalBatch.concat(self.chunks)
+
+    def _chunk(self) -> None:
+        if self.signals:
+            self.chunks.append(SignalBatch.of(self.signals))
+            self.signals.clear()
 
     @property
     def rejected(self) -> int:
@@ -87,6 +103,9 @@ class DecodedBatch:
             )
         except UnusableSpan as exc:
             self.rejections.append(f"span {fields.span_id or '?'}: {exc}")
+            return
+        if len(self.signals) >= _CHUNK:
+            self._chunk()
 
 
 @dataclass(frozen=True)

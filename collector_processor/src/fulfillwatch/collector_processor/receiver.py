@@ -126,11 +126,10 @@ def build_receiver_router(
 
         try:
             decoded = decoder(data, default_timeout_s=settings.default_timeout_s, project_of=project_of)
+            return decoded, decoded.signal_batch()
         except MalformedRequest as exc:
             raise _Rejected(400, str(exc), "requests_malformed") from None
-        try:
-            return decoded, SignalBatch.of(decoded.signals)
-        except (ValueError, OverflowError, UnicodeError) as exc:  # a value the checks let through
+        except (ValueError, TypeError, OverflowError, UnicodeError) as exc:  # a value the checks let through
             raise _Rejected(400, f"the spans cannot be stored: {exc}", "requests_malformed") from None
 
     @router.post(
@@ -172,7 +171,7 @@ def build_receiver_router(
             return otlp_failure(answer_as, rejected.status, rejected.message)
         counters.add(
             spans_received=decoded.spans,
-            signals_stored=len(decoded.signals),
+            signals_stored=batch.rows,
             spans_ignored=decoded.ignored,
             spans_rejected=decoded.rejected,
         )

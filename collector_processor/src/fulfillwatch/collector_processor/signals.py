@@ -234,23 +234,47 @@ class SignalBatch:
         urgent = sum(1 for signal in results if signal.outcome == OUTCOME_FAILURE or signal.replay_id)
         return cls(to_arrow_table(signals), len(signals), len(results), urgent)
 
+    @classmethod
+    def concat(cls, parts: Sequence[SignalBatch]) -> SignalBatch:
+        """One batch of several (the tables are chained, not copied)."""
+        if not parts:
+            return cls.of([])
+        return cls(
+            pa.concat_tables([part.table for part in parts]),
+            sum(part.rows for part in parts),
+            sum(part.results for part in parts),
+            sum(part.urgent for part in parts),
+        )
+
 
 #: Settings of every signal insert. A retried backlog may cover many days; retention bounds
 #: how many daily partitions one insert can touch (the default limit, 100, is lower).
 INSERT_SETTINGS = {"max_partitions_per_insert_block": 1000}
 
 
-def insert_tables(client: Client, tables: Sequence[pa.Table]) -> None:
-    """Insert tables of signals as one block; returns once the store has them."""
+#: Rows per insert statement. The store's memory for an insert grows with its rows (about
+#: 2.5 KB a row here, through the materialized views): slices of this size keep a 20 MiB batch
+#: from costing hundreds of MiB at once, and are big enough that the fixed cost per insert
+#: (milliseconds) stays small.
+MAX_ROWS_PER_INSERT = 32_768
+
+
+def insert_tables(client: Client, tables: Sequence[pa.Table], max_rows: int = MAX_ROWS_PER_INSERT) -> None:
+    """Insert tables of signals, ``max_rows`` at a time; returns once the store has them all.
+
+    Not atomic beyond one slice: a failure after the first slice leaves those rows stored, and
+    the sender's retry stores them again — harmless, ingest is idempotent (see the module)."""
     if not tables:
         return
-    client.raw_insert(
-        SIGNALS_TABLE,
-        column_names=list(INSERT_COLUMNS),
-        insert_block=arrow_stream(tables),
-        fmt="ArrowStream",
-        settings=INSERT_SETTINGS,
-    )
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    for offset in range(0, table.num_rows, max_rows):
+        client.raw_insert(
+            SIGNALS_TABLE,
+            column_names=list(INSERT_COLUMNS),
+            insert_block=arrow_stream([table.slice(offset, max_rows)]),
+            fmt="ArrowStream",
+            settings=INSERT_SETTINGS,
+        )
 
 
 def insert_signals(client: Client, signals: Sequence[Signal]) -> None:

@@ -27,13 +27,11 @@ from dataclasses import dataclass
 import pyarrow as pa
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 
-from .signals import SignalBatch, insert_tables
+from .signals import MAX_ROWS_PER_INSERT, SignalBatch, insert_tables
 from .store import Store, StoreUnavailable
 
 _logger = logging.getLogger("fulfillwatch.collector_processor")
 
-#: Upper bound of rows in one insert (bounds memory of one Arrow block).
-MAX_ROWS_PER_INSERT = 100_000
 #: ClickHouse error codes meaning "these rows cannot be stored" rather than "the store cannot
 #: store now": parse and conversion errors, values out of range, malformed Arrow.
 _CONTENT_ERROR_CODES = frozenset({6, 27, 36, 41, 53, 69, 70, 72, 117, 321, 407})
@@ -179,7 +177,7 @@ class SignalWriter:
 
     def _insert(self, batches: Sequence[SignalBatch]) -> None:
         try:
-            insert_tables(self._store.client("writer"), [batch.table for batch in batches])
+            insert_tables(self._store.client("writer"), [batch.table for batch in batches], self._max_rows)
         except (ClickHouseError, OSError) as exc:
             self._store.discard("writer")
             raise exc

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -44,6 +44,17 @@ from fulfillwatch.incident_engine.model.status import assess
 from fulfillwatch.incident_engine.model.transitions import Transition, plan
 
 _logger = logging.getLogger("fulfillwatch.engine")
+
+
+#: The engine's clock. In production the store's (every engine and the lease agree on "now",
+#: and signals are stamped by it); tests pass a controllable one.
+Clock = Callable[[Client], datetime]
+
+
+def store_now(client: Client) -> datetime:
+    """The store's current time."""
+    now: datetime = client.query("SELECT now64(6, 'UTC')").result_rows[0][0]
+    return now
 
 
 class SignalImporter(Protocol):
@@ -92,6 +103,7 @@ class Engine:
         journal: Journal | None = None,
         importers: Sequence[SignalImporter] = (),
         lease: EngineLease | None = None,
+        clock: Clock = store_now,
     ) -> None:
         self.store = store
         self.importers = tuple(importers)
@@ -100,6 +112,7 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.engine_id = f"engine-{uuid.uuid4().hex[:8]}"
         self.journal = journal or Journal(store)
+        self.clock = clock
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.last_report: TickReport | None = None
@@ -111,7 +124,7 @@ class Engine:
         started = time.perf_counter()
         self._import()
         client = self.store.client("engine")
-        now: datetime = client.query("SELECT now64(6, 'UTC')").result_rows[0][0]
+        now = self.clock(client)
         marks = self._skip_empty_stretches(client, load_watermarks(client), now)
         overlap = timedelta(seconds=self.settings.ingest_overlap_s)
         step = timedelta(seconds=self.settings.max_window_s)

@@ -20,7 +20,7 @@ from fulfillwatch.instrumentation import vocabulary as v
 from fulfillwatch.instrumentation.instrumentor import FulfillwatchInstrumentor
 from support.otlp import recorded_spans
 
-EVENTS = Path(__file__).resolve().parents[1] / "examples" / "events"
+EVENTS = Path(__file__).resolve().parents[2] / "examples" / "events"
 
 
 def _event(name: str = "invoice.paid") -> dict[str, Any]:

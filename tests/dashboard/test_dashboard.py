@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +14,9 @@ from streamlit.testing.v1 import AppTest
 from fulfillwatch.dashboard import views
 from fulfillwatch.dashboard.settings import reset_settings
 from support.otlp import encode, record_scenario, recorded_spans
-from support.serve import ServeProcess, free_port, wait_for
+from support.serve import ROOT, ServeProcess, free_port, wait_for
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard/src/fulfillwatch/dashboard/app.py")
+APP = str(ROOT / "dashboard/src/fulfillwatch/dashboard/app.py")
 
 
 class PlanMappingError(ValueError):
@@ -166,7 +165,7 @@ def test_an_unreachable_api_and_a_bad_token_are_said_clearly(
     assert "The API token was refused." in at.error[0].value
 
 
-USERS_FILE = Path(__file__).parent / "fixtures" / "dashboard-users.toml"  # alice@example.com
+USERS_FILE = ROOT / "tests" / "fixtures" / "dashboard-users.toml"  # alice@example.com
 
 
 def test_without_demo_mode_a_per_user_sign_in_is_required(

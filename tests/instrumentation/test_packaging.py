@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Server-side packages that must never reach a customer's app through the instrumentation.
 FORBIDDEN = {"fastapi", "starlette", "uvicorn", "clickhouse-connect", "chdb", "chdb-core", "streamlit", "pyarrow"}
 

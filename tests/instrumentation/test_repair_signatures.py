@@ -28,9 +28,10 @@ from fulfillwatch.instrumentation.repair import (
 )
 from support.otlp import recorded_spans
 
-VECTORS = json.loads(
-    (Path(__file__).parent / "fixtures" / "signature-vectors" / "standard-webhooks-vectors.json").read_text()
-)["vectors"]
+_VECTORS_FILE = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "signature-vectors" / "standard-webhooks-vectors.json"
+)
+VECTORS = json.loads(_VECTORS_FILE.read_text())["vectors"]
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the vectors' secret
 OTHER_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 

@@ -23,7 +23,7 @@ import pytest
 
 from examples.stripe_shop import db as shop_db
 from support.processes import ManagedProcess, RedisServer, celery_worker, uvicorn_app
-from support.serve import ServeProcess, free_port, wait_for
+from support.serve import ROOT, ServeProcess, free_port, wait_for
 from support.stripe_events import EVENTS, WEBHOOK_SECRET, deliver, event, stripe_signature
 
 REPAIR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -139,7 +139,7 @@ def _reprocess(server: ServeProcess, incident: dict[str, Any]) -> str:
 
 
 def test_the_test_signer_matches_the_stripe_vectors() -> None:
-    path = Path(__file__).parent / "fixtures" / "signature-vectors" / "derived-vectors-assembled-events.json"
+    path = ROOT / "tests" / "fixtures" / "signature-vectors" / "derived-vectors-assembled-events.json"
     vectors = json.loads(path.read_text())["vectors"]
     for vector in vectors:
         payload = (EVENTS / Path(vector["payload_file"]).name).read_text()
