@@ -51,7 +51,7 @@ SELECT __INCIDENT_ID__ AS incident_id, concat('bench-', toString(n), '-', toStri
        if(k = 1, 'system', 'user:bench') AS actor, concat('benchmark ', steps[k]) AS reason, 'bench' AS cause,
        stripe_event_id, effect, event_type, service, '' AS replay_id, '{}' AS details
 FROM (
-    SELECT number AS n,
+    SELECT number AS n, 'default' AS project,
            concat('evt_b', leftPad(toString(number), 9, '0')) AS stripe_event_id,
            ['grant_credits', 'unlock_access', 'send_receipt'][number % 3 + 1] AS effect,
            ['invoice.paid', 'checkout.session.completed'][number % 2 + 1] AS event_type,

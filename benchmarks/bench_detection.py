@@ -84,12 +84,12 @@ SELECT __INCIDENT_ID__ AS incident_id, concat('bench-', stripe_event_id),
        toUInt64(toUnixTimestamp64Micro(opened) * 1000), opened, 'opened', 'open', kind, 'system',
        'benchmark history', 'bench', stripe_event_id, effect, 'invoice.paid', 'bench-shop', '', '{}'
 FROM (
-    SELECT stripe_event_id, effect,
+    SELECT project, stripe_event_id, effect,
            if(countIf(outcome = 'failure') > 0, 'result_failed', 'result_missing') AS kind,
            minIf(due_at, signal = 'receipt') AS opened
     FROM fw_signals
     WHERE at < {before:DateTime64(6, 'UTC')}
-    GROUP BY stripe_event_id, effect
+    GROUP BY project, stripe_event_id, effect
     HAVING countIf(outcome = 'success') = 0
 )
 """

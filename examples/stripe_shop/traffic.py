@@ -82,7 +82,8 @@ def run(
     sent = 0
     with httpx.Client(timeout=30) as client:
         while not stop.is_set() and (not duration or time.monotonic() - started < duration):
-            kind = rng.choices(kinds, weights)[0]
+            # Every kind once first, so that each kind of incident shows early; then the mix.
+            kind = kinds[sent] if sent < len(kinds) else rng.choices(kinds, weights)[0]
             event_id = f"evt_demo{uuid.uuid4().hex[:16]}"
             customer, chaos = None, None
             if kind == "bug":

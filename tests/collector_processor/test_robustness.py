@@ -20,7 +20,7 @@ import pytest
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from support.abuse import Prober, abandon_upload, first_answer, receipts_batch, rss_mib
+from support.abuse import Prober, abandon_upload, first_answer, receipts_batch, receipts_batch_of_size, rss_mib
 from support.serve import ServeProcess, wait_for
 
 MIB = 1024 * 1024
@@ -174,9 +174,9 @@ def test_big_batches_beyond_the_budget_are_throttled_and_nothing_acknowledged_is
     server = own_server
     assert server.process is not None
     # Six batches just under OTLP's 20 MiB limit, each with its own events.
-    spans = 19 * MIB // len(receipts_batch("evt_size_probe_000000_", 1, "shop"))
-    bodies = [receipts_batch(f"evt_big{n}_", spans, "shop") for n in range(6)]
-    assert all(15 * MIB < len(body) < 20 * MIB for body in bodies)
+    made = [receipts_batch_of_size(f"evt_big{n}_", 20 * MIB - 4096, "shop") for n in range(6)]
+    bodies, spans = [body for body, _ in made], made[0][1]
+    assert all(19 * MIB < len(body) < 20 * MIB for body in bodies)
     headers = {"Authorization": f"Bearer {server.ingest_key}", "Content-Type": "application/x-protobuf"}
 
     def send(body: bytes) -> list[int]:

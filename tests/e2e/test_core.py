@@ -17,11 +17,11 @@ def _kinds(timeline: list[dict]) -> list[str]:
     return [entry["type"] for entry in timeline]
 
 
-def test_failed_result_opens_result_failed_within_two_seconds(server: ServeProcess, prefix: str) -> None:
+def test_failed_result_opens_result_failed_without_waiting_for_the_deadline(server: ServeProcess, prefix: str) -> None:
+    # The receipt's deadline is 30 minutes away: an incident now is one opened by the failure.
+    # (How soon — about a second — is measured by benchmarks/bench_reprocess.py, not here.)
     [event_id] = run_app("failed", otlp_url=server.otlp_url, ingest_key=server.ingest_key, prefix=prefix)
-    flushed = time.monotonic()  # the app exits only after its spans were acknowledged
-    incident = wait_for(lambda: server.incident_for(event_id), timeout=2.0, what="result_failed incident")
-    assert time.monotonic() - flushed < 2.0
+    incident = wait_for(lambda: server.incident_for(event_id), timeout=60, what="result_failed incident")
     assert incident["kind"] == "result_failed"
     assert incident["state"] == "open"
     assert incident["service"] == "shop"

@@ -10,7 +10,6 @@ exporter's code.
 from __future__ import annotations
 
 import os
-import time
 from datetime import datetime
 
 import pytest
@@ -148,6 +147,5 @@ def test_a_bad_table_name_is_refused_at_start() -> None:
 
 def test_a_missing_table_does_not_stop_detection(store: Store) -> None:
     engine, _ = _engine(store)  # no otel_traces table in this database
-    started = time.monotonic()
     report = engine.tick()  # logs the import error and evaluates anyway
-    assert report.caught_up and time.monotonic() - started < 10
+    assert report.caught_up and engine.last_completed is not None

@@ -134,3 +134,14 @@ def receipts_batch(
     resource = ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])
     resource.resource.attributes.append(_attribute("service.name", service))
     return ExportTraceServiceRequest(resource_spans=[resource]).SerializeToString()
+
+
+def receipts_batch_of_size(prefix: str, size: int, service: str) -> tuple[bytes, int]:
+    """A receipts batch of between 97 % of ``size`` and ``size`` bytes, and how many spans it
+    holds (spans grow with their number's digits: the count is corrected until it fits)."""
+    count = size // (len(receipts_batch(prefix, 1000, service)) // 1000)
+    while True:
+        body = receipts_batch(prefix, count, service)
+        if 0.97 * size <= len(body) <= size:
+            return body, count
+        count = int(count * size / len(body) * 0.99)

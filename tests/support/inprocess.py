@@ -80,7 +80,7 @@ class InProcessService:
         base += f'[ingest_keys.tests]\nsha256 = "{sha256(INGEST_KEY)}"\nprojects = ["default"]\n\n'
         for name, scopes in TEST_TOKENS.items():
             base += f'[api_tokens.{name}]\nsha256 = "{sha256(self.token_for(name))}"\nscopes = {toml_list(scopes)}\n\n'
-        config_file.write_text(base + config)
+        config_file.write_text(config + "\n" + base)  # the test's top-level keys before any table
         self.settings = load_settings(config_file, api_token=API_TOKEN, **settings)
         self.store = store
         self.clock = FakeClock()

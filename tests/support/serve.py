@@ -92,6 +92,8 @@ class ServeProcess:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
     config: str = ""
+    #: False: no --config at all (a serve of an older version, which knows no projects or keys).
+    with_config: bool = True
     services: tuple[str, ...] = TEST_SERVICES
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     ingest_key: str = field(default_factory=lambda: "fwk_" + secrets.token_urlsafe(24))
@@ -117,7 +119,8 @@ class ServeProcess:
         )
         for name, scopes in self.token_scopes.items():
             base += f'[api_tokens.{name}]\nsha256 = "{sha256(self.token_for(name))}"\nscopes = {toml_list(scopes)}\n\n'
-        self.config_path.write_text(base + self.config)
+        # The test's own text first: top-level keys in it must come before any table.
+        self.config_path.write_text(self.config + "\n" + base)
         return self.config_path
 
     def otlp_headers(self) -> dict[str, str]:
@@ -162,8 +165,7 @@ class ServeProcess:
             str(self.engine_interval),
             "--default-timeout",
             str(self.default_timeout),
-            "--config",
-            str(self.write_config()),
+            *(("--config", str(self.write_config())) if self.with_config else ()),
             *self.extra_args,
         ]
         log = self.log_path.open("ab")

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -31,11 +31,13 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from fulfillwatch.collector_processor.store import Store, StoreUnavailable
 from fulfillwatch.incident_engine.detection.engine_state import (
     EPOCH,
+    Clock,
     Heartbeat,
     Watermarks,
     load_watermarks,
     save_heartbeat,
     save_watermarks,
+    store_now,
 )
 from fulfillwatch.incident_engine.detection.expectations import Window, evaluate_window, next_data
 from fulfillwatch.incident_engine.detection.lease import EngineLease
@@ -44,17 +46,6 @@ from fulfillwatch.incident_engine.model.status import assess
 from fulfillwatch.incident_engine.model.transitions import Transition, plan
 
 _logger = logging.getLogger("fulfillwatch.engine")
-
-
-#: The engine's clock. In production the store's (every engine and the lease agree on "now",
-#: and signals are stamped by it); tests pass a controllable one.
-Clock = Callable[[Client], datetime]
-
-
-def store_now(client: Client) -> datetime:
-    """The store's current time."""
-    now: datetime = client.query("SELECT now64(6, 'UTC')").result_rows[0][0]
-    return now
 
 
 class SignalImporter(Protocol):

@@ -7,6 +7,7 @@ the next tick look at the same window again — which plans no new transitions.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -17,6 +18,17 @@ from fulfillwatch.incident_engine.incidents.incident_log import next_seq
 from fulfillwatch.incident_engine.schema import ENGINE_STATE_TABLE
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: A clock of the engine and the lease. In production the store's, so that every engine agrees on
+#: "now" and signals are stamped by the same clock; tests pass a controllable one.
+Clock = Callable[[Client], datetime]
+
+
+def store_now(client: Client) -> datetime:
+    """The store's current time."""
+    now: datetime = client.query("SELECT now64(6, 'UTC')").result_rows[0][0]
+    return now
+
+
 _WATERMARKS = "watermarks"
 _HEARTBEAT = "heartbeat"
 

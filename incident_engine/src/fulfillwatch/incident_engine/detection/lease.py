@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timedelta
 
 from fulfillwatch.collector_processor.store import Store
-from fulfillwatch.incident_engine.detection.engine_state import EPOCH, read_state, write_state
+from fulfillwatch.incident_engine.detection.engine_state import EPOCH, Clock, read_state, store_now, write_state
 
 _logger = logging.getLogger("fulfillwatch.lease")
 _KEY = "engine_lease"
@@ -28,17 +28,24 @@ _KEY = "engine_lease"
 class EngineLease:
     """The lease as seen by one engine (``holder``)."""
 
-    def __init__(self, store: Store, holder: str, duration_s: float = 30.0, settle_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        holder: str,
+        duration_s: float = 30.0,
+        settle_s: float = 1.0,
+        clock: Clock = store_now,
+    ) -> None:
         self._store = store
         self.holder = holder
         self._duration = timedelta(seconds=duration_s)
         self._settle_s = settle_s
+        self._clock = clock
         self.held = False
 
     def _now(self) -> datetime:
         # The store's clock, not this machine's: every engine compares against the same one.
-        now: datetime = self._store.client("lease").query("SELECT now64(6, 'UTC')").result_rows[0][0]
-        return now
+        return self._clock(self._store.client("lease"))
 
     def current(self) -> tuple[str, datetime] | None:
         """The stored holder and expiry, if any."""
@@ -68,7 +75,8 @@ class EngineLease:
             return False
         self._claim(now, now + self._duration)
         if not self.held:
-            time.sleep(self._settle_s)  # let a simultaneous claim land, then read who won
+            if self._settle_s:
+                time.sleep(self._settle_s)  # let a simultaneous claim land, then read who won
             winner = self.current()
             self.held = winner is not None and winner[0] == self.holder
             if self.held:

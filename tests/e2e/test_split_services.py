@@ -1,10 +1,11 @@
-"""Split services (``fulfillwatch collector | engine | api``) and the engine lease.
+"""Split services (``fulfillwatch collector | engine | api``) as processes.
 
-What can run here runs for real: the commands' refusal of chDB, the lease and two engines
-evaluating one store (chDB, in this process). The split services themselves need a ClickHouse
-server, which cannot run in CI here; that test is marked ``clickhouse_server`` and runs
-elsewhere with ``FULFILLWATCH_TEST_CLICKHOUSE_DSN=http://default:@localhost:8123/default
-pytest -m clickhouse_server``.
+What can run here runs for real: the commands' refusal of chDB, and ``serve`` taking spans only
+from an ``otel_traces`` table. The split services themselves need a ClickHouse server, which
+cannot run in CI here; that test is marked ``clickhouse_server`` and runs elsewhere with
+``FULFILLWATCH_TEST_CLICKHOUSE_DSN=http://default:@localhost:8123/default pytest -m
+clickhouse_server``. The engine lease and two engines on one store are tested in-process
+(``tests/incident_engine/test_lease.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -22,14 +22,11 @@ import pytest
 
 import fulfillwatch.instrumentation as fw
 from examples.processes import Child, answers
-from fulfillwatch.collector_processor.signals import Signal, insert_signals, micros
-from fulfillwatch.collector_processor.store import Store
-from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
-from fulfillwatch.incident_engine.detection.lease import EngineLease
 from support.otlp import encode, post, recorded_spans
-from support.serve import ROOT, ServeProcess, free_port, wait_for
+from support.serve import ROOT, ServeProcess, free_port, sha256, wait_for
 
 TOKEN = "split-services-test-token"
+INGEST_KEY = "fwk_split_services_key"
 
 
 def _fulfillwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -51,45 +48,6 @@ def test_split_services_refuse_an_embedded_store(command: str, tmp_path: Path) -
     assert f"fulfillwatch {command}: needs a ClickHouse server" in message
     assert "can be opened by one process only" in message and "fulfillwatch serve" in message
     assert not any(tmp_path.iterdir()), "the refused command must not have opened the store"
-
-
-def test_the_lease_keeps_one_engine_evaluating(store: Store) -> None:
-    first = EngineLease(store, "engine-a", duration_s=2, settle_s=0.05)
-    second = EngineLease(store, "engine-b", duration_s=2, settle_s=0.05)
-    assert first.hold() and not second.hold()
-    assert first.hold() and not second.hold()  # renewals keep it
-    first.release()  # a clean shutdown hands over at once
-    assert second.hold() and not first.hold()
-    # The holder dies without releasing: the standby takes over once the lease expires.
-    wait_for(first.hold, timeout=10, interval=0.2, what="the standby to take over an expired lease")
-    assert not second.hold() and not second.held
-
-
-def test_two_engines_evaluating_at_once_record_each_transition_once(store: Store) -> None:
-    client = store.client("test")
-    now = client.query("SELECT now64(6, 'UTC')").result_rows[0][0]
-    prefix = f"evt_two{uuid.uuid4().hex[:8]}_"
-    signals = []
-    for n in range(50):
-        event_id = f"{prefix}{n}"
-        at = now - timedelta(minutes=5)
-        signals.append(Signal(f"r-{event_id}", "receipt", event_id, micros(at), due_at=micros(at)))
-        if n % 2:
-            signals.append(
-                Signal(f"x-{event_id}", "result", event_id, micros(at), outcome="failure", error_type="Boom")
-            )
-    insert_signals(client, signals)
-    # No lease: as if two engines ran against one server anyway.
-    engines = [Engine(store, EngineSettings(ingest_overlap_s=1)) for _ in range(2)]
-    for _ in range(2):
-        for engine in engines:
-            engine.tick()
-    rows = client.query(
-        """SELECT count(), uniqExact(incident_id) FROM fw_incident_log FINAL
-           WHERE startsWith(stripe_event_id, {p:String}) AND transition = 'opened'""",
-        parameters={"p": prefix},
-    ).result_rows[0]
-    assert rows == (50, 50)
 
 
 # --- against a ClickHouse server (not available in CI here) ---------------------------------
@@ -114,6 +72,8 @@ def split_services(clickhouse_dsn: str, tmp_path: Path) -> Iterator[dict[str, st
         "FULFILLWATCH_API_TOKEN": TOKEN,
         "FULFILLWATCH_CLICKHOUSE_DSN": f"{base}/{database}",
         "FULFILLWATCH_ENGINE_INTERVAL_S": "0.5",
+        "FULFILLWATCH_PROJECTS": '{"shop": {"services": ["shop"]}}',
+        "FULFILLWATCH_INGEST_KEYS": f'{{"shop": {{"sha256": "{sha256(INGEST_KEY)}", "projects": ["shop"]}}}}',
     }
     python = [sys.executable, "-m", "fulfillwatch.incident_engine"]
     children = [
@@ -140,7 +100,8 @@ def test_split_services_detect_an_incident_on_a_clickhouse_server(split_services
     with recorded_spans(service="shop") as spans:
         receipt = fw.record_receipt(event_id, event_type="invoice.paid", timeout=600)
         fw.record_result(event_id, "failure", error=ValueError("no plan"), receipt=receipt)
-        assert post(split_services["otlp"], encode(spans.get_finished_spans())).status_code == 200
+        body = encode(spans.get_finished_spans())
+        assert post(split_services["otlp"], body, authorization=f"Bearer {INGEST_KEY}").status_code == 200
 
     def incident() -> list[dict[str, object]]:
         response = httpx.get(
