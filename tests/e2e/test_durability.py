@@ -12,7 +12,10 @@ import pytest
 
 import fulfillwatch.instrumentation as fw
 from support.otlp import encode, recorded_spans
-from support.serve import ServeProcess, wait_for
+from support.receiver import Received, RecordingServer
+from support.serve import ServeProcess, free_port, wait_for
+
+ALERT_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 class TenantNotFound(LookupError):
@@ -128,3 +131,61 @@ def test_sigkill_after_acknowledgement_loses_nothing_and_deadlines_still_fire(
 
     # No wall-clock bound here: how fast they fire on a busy machine is not what this checks.
     wait_for(lambda: missing_incidents() == expected, timeout=120, what="every pending deadline to fire")
+
+
+def test_an_alert_whose_delivery_was_cut_by_sigkill_is_delivered_once_after_restart(
+    tmp_path: Path, prefix: str
+) -> None:
+    """The incident's log row is written, its alert not delivered (the receiver is not up yet,
+    so attempt 1 fails and the sender waits to retry), then SIGKILL. After the restart the alert
+    goes out with its next attempt — and only once, whatever later restarts do."""
+    port = free_port()
+    server = ServeProcess(data_dir=tmp_path / "data", log_path=tmp_path / "serve.log")
+    server.config = f"""
+[alerts.hook]
+type = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+allow_plain_http = true
+secret = "{ALERT_SECRET}"
+retry_schedule_s = [0, 5, 5, 5, 5, 5]
+"""
+    server.start()
+    receiver: RecordingServer | None = None
+    try:
+        body, (failed, *_) = _scenario_batch(prefix, timeout=3600)
+        assert server.post_spans(body).status_code == 200
+        incident = wait_for(lambda: server.incident_for(failed), timeout=30, what="the incident")
+
+        def attempts() -> list[dict[str, Any]]:
+            timeline = server.get(f"/api/incidents/{incident['id']}")["timeline"]
+            return [e["details"] for e in timeline if e["type"] == "alert_attempt"]
+
+        wait_for(attempts, timeout=30, what="a failed first attempt")
+        server.kill()
+        receiver = RecordingServer(port=port)
+        server.start()
+
+        def about(request: Received) -> bool:
+            return bool(request.json()["incident"]["id"] == incident["id"])
+
+        wait_for(lambda: [r for r in receiver.requests() if about(r)], timeout=30, what="the alert after restart")
+        for restart in range(2):  # later restarts send nothing again
+            if restart:
+                assert server.stop() == 0
+                server.start()
+            body, (later, *_) = _scenario_batch(f"{prefix}{restart}", timeout=3600)
+            assert server.post_spans(body).status_code == 200
+            later_incident = wait_for(lambda e=later: server.incident_for(e), timeout=30, what="a later incident")
+            wait_for(
+                lambda i=later_incident["id"]: [r for r in receiver.requests() if r.json()["incident"]["id"] == i],
+                timeout=30,
+                what="the later incident's alert (alerts go out in log order)",
+            )
+            delivered = [r for r in receiver.requests() if about(r)]
+            assert len(delivered) == 1, [r.headers["webhook-id"] for r in delivered]
+        outcomes = [(a["attempt"], a["outcome"]) for a in attempts()]
+        assert outcomes[-1][1] == "delivered" and [o for _, o in outcomes[:-1]] == ["retrying"] * (len(outcomes) - 1)
+    finally:
+        server.stop()
+        if receiver is not None:
+            receiver.close()

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-import fulfillwatch.instrumentation as fw
 from support.inprocess import InProcessService
-from support.otlp import encode, recorded_spans
-
-
-class TenantNotFound(LookupError):
-    pass
-
-
-def _failed_incident(service: InProcessService, event_id: str) -> dict[str, Any]:
-    with recorded_spans(service="shop") as spans:
-        receipt = fw.record_receipt(event_id, event_type="invoice.paid")
-        fw.record_result(event_id, "failure", error=TenantNotFound("no tenant"), receipt=receipt)
-        assert service.post_spans(encode(spans.get_finished_spans())).status_code == 200
-    service.tick()
-    [incident] = service.api.get("/api/incidents", params={"stripe_event_id": event_id}).json()["items"]
-    return incident
 
 
 def test_a_read_token_reads_but_cannot_act(service: InProcessService) -> None:
-    incident = _failed_incident(service, "evt_scope_read")
+    incident = service.open_failed_incident("evt_scope_read")
     reader = service.as_token("reader")
     assert reader.get(f"/api/incidents/{incident['id']}").status_code == 200
     for action, body in (("acknowledge", {}), ("notes", {"text": "x"}), ("reprocess", {}), ("ignore", {"reason": "x"})):
@@ -36,7 +18,7 @@ def test_a_read_token_reads_but_cannot_act(service: InProcessService) -> None:
 
 
 def test_an_operate_token_acts_on_one_incident_but_cannot_bulk_reprocess(service: InProcessService) -> None:
-    incident = _failed_incident(service, "evt_scope_operate")
+    incident = service.open_failed_incident("evt_scope_operate")
     alice = service.as_token("alice")
     assert alice.post(f"/api/incidents/{incident['id']}/acknowledge", json={"reason": "on it"}).status_code == 200
     bulk = alice.post("/api/reprocess", json={"filter": {"all": True}, "dry_run": True})
@@ -44,7 +26,7 @@ def test_an_operate_token_acts_on_one_incident_but_cannot_bulk_reprocess(service
 
 
 def test_the_actor_is_the_token_whatever_a_header_claims(service: InProcessService) -> None:
-    incident = _failed_incident(service, "evt_scope_actor")
+    incident = service.open_failed_incident("evt_scope_actor")
     bob = service.as_token("bob", **{"X-Fulfillwatch-Actor": "alice@security (CISO)"})
     assert bob.post(f"/api/incidents/{incident['id']}/notes", json={"text": "checked"}).status_code == 200
     note = service.api.get(f"/api/incidents/{incident['id']}").json()["timeline"][-1]
@@ -52,7 +34,7 @@ def test_the_actor_is_the_token_whatever_a_header_claims(service: InProcessServi
 
 
 def test_only_an_act_as_token_may_name_a_person(service: InProcessService) -> None:
-    incident = _failed_incident(service, "evt_scope_act_as")
+    incident = service.open_failed_incident("evt_scope_act_as")
     claimed = service.as_token("alice", **{"X-Fulfillwatch-User": "ciso@example.com"})
     refused = claimed.post(f"/api/incidents/{incident['id']}/notes", json={"text": "x"})
     assert refused.status_code == 403 and "act_as" in refused.json()["detail"]
@@ -63,7 +45,7 @@ def test_only_an_act_as_token_may_name_a_person(service: InProcessService) -> No
 
 
 def test_bulk_reprocess_without_a_filter_is_refused(service: InProcessService) -> None:
-    _failed_incident(service, "evt_scope_bulk")
+    service.open_failed_incident("evt_scope_bulk")
     admin = service.as_token("dashboard")
     refused = admin.post("/api/reprocess", json={"dry_run": True})
     assert refused.status_code == 422 and "all" in refused.json()["detail"]

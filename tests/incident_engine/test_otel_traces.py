@@ -22,7 +22,7 @@ from opentelemetry.trace import StatusCode
 import fulfillwatch.instrumentation as fw
 from fulfillwatch.collector_processor.store import Store
 from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
-from fulfillwatch.incident_engine.incidents.queries import IncidentFilter, list_incidents
+from fulfillwatch.incident_engine.incidents.log_reads import IncidentFilter, list_incidents
 from fulfillwatch.incident_engine.settings import SettingsError, load_settings
 from fulfillwatch.incident_engine.sources.otel_traces import OtelTracesImporter
 from support.otel_traces import create_otel_traces, exporter_rows, insert_rows

@@ -22,14 +22,22 @@ import httpx
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
+import fulfillwatch.instrumentation as fw
 from fulfillwatch.collector_processor.store import Store
+from fulfillwatch.incident_engine.delivery.attempts import Sleep
 from fulfillwatch.incident_engine.detection.engine import TickReport, store_now
 from fulfillwatch.incident_engine.server import Service, build_service
 from fulfillwatch.incident_engine.settings import load_settings
-from support.otlp import PROTOBUF
+from support.otlp import PROTOBUF, encode, recorded_spans
 from support.serve import TEST_SERVICES, TEST_TOKENS, sha256, toml_list
 
 _T = TypeVar("_T")
+
+
+class TenantNotFound(LookupError):
+    """The failure the tests' fulfillments raise."""
+
+
 API_TOKEN = "in-process-api-token-0123456789"
 INGEST_KEY = "fwk_in_process_key"
 
@@ -74,7 +82,17 @@ class FakeClock:
 class InProcessService:
     """The whole service in this process, around ``store`` (see the module docstring)."""
 
-    def __init__(self, store: Store, tmp_path: Path, config: str = "", **settings: Any) -> None:
+    def __init__(
+        self,
+        store: Store,
+        tmp_path: Path,
+        config: str = "",
+        *,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
+        run_alerts: bool = True,
+        **settings: Any,
+    ) -> None:
         config_file = tmp_path / "fulfillwatch.toml"
         base = f"[projects.default]\nservices = {toml_list(TEST_SERVICES)}\n\n"
         base += f'[ingest_keys.tests]\nsha256 = "{sha256(INGEST_KEY)}"\nprojects = ["default"]\n\n'
@@ -84,15 +102,16 @@ class InProcessService:
         self.settings = load_settings(config_file, api_token=API_TOKEN, **settings)
         self.store = store
         self.clock = FakeClock()
-        self.service: Service = build_service(self.settings, store)
+        self.service: Service = build_service(
+            self.settings, store, http_transport=http_transport, sleep=sleep or asyncio.sleep
+        )
         self.service.engine.clock = self.clock
         self.loop = LoopThread()
         self._stop = self.loop.run(_event())
         self.loop.run(self.service.writer.start())
-        self._background = [
-            self.loop.spawn(self.service.dispatcher.run(self._stop)),
-            self.loop.spawn(self.service.alerts.run(self._stop)),
-        ]
+        self._background = [self.loop.spawn(self.service.dispatcher.run(self._stop))]
+        if run_alerts:  # off: as if the process died before the sender got to anything
+            self._background.append(self.loop.spawn(self.service.alerts.run(self._stop)))
         self.api = TestClient(self.service.api_app, headers={"Authorization": f"Bearer {API_TOKEN}"})
         self._ingest = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.service.ingest_app), base_url="http://ingest"
@@ -120,6 +139,17 @@ class InProcessService:
         """POST to the REST ingest (``receipt`` or ``result``)."""
         headers = {"authorization": f"Bearer {key}", "idempotency-key": idempotency_key}
         return self.loop.run(self._ingest.post(f"/v1/{path}", json=dict(body), headers=headers))
+
+    def open_failed_incident(self, event_id: str, service: str = "shop") -> dict[str, Any]:
+        """Post a receipt and a failed result for ``event_id``, tick, and return the incident
+        the engine opened (as ``GET /api/incidents`` lists it)."""
+        with recorded_spans(service=service) as spans:
+            receipt = fw.record_receipt(event_id, event_type="invoice.paid")
+            fw.record_result(event_id, "failure", error=TenantNotFound("no tenant row"), receipt=receipt)
+            assert self.post_spans(encode(spans.get_finished_spans())).status_code == 200
+        self.tick()
+        [incident] = self.api.get("/api/incidents", params={"stripe_event_id": event_id}).json()["items"]
+        return dict(incident)
 
     def tick(self, advance_s: float = 0.0) -> TickReport:
         """Move the engine's clock forward, then evaluate once."""

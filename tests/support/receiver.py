@@ -34,6 +34,7 @@ class RecordingServer:
     statuses: list[int] = field(default_factory=list)
     default: int = 200
     received: list[Received] = field(default_factory=list)
+    port: int = 0  # 0: any free port
 
     def __post_init__(self) -> None:
         outer = self
@@ -57,7 +58,7 @@ class RecordingServer:
                 pass
 
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

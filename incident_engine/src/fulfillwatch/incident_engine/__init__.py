@@ -10,7 +10,7 @@ Where things live (``docs/ARCHITECTURE.md`` maps each behaviour to its package):
 * :mod:`.api` — the FastAPI application;
 * the process shell: :mod:`.cli` (the ``fulfillwatch`` command), :mod:`.server` (``serve`` and
   the split services), :mod:`.settings` / :mod:`.config` (configuration), :mod:`.schema`
-  (tables and migrations).
+  (tables and migrations), :mod:`.readiness` (``/readyz``), :mod:`.logs` (log format).
 """
 
 from fulfillwatch.incident_engine.version import __version__

@@ -6,7 +6,10 @@
   deterministic ``transition_id`` and the table is a ``ReplacingMergeTree`` on
   ``(incident_id, transition_id)``: a retried tick or an accidental second engine cannot
   create a duplicate that reads (``FINAL``) can see.
-* ``fw_engine_state`` — watermarks and heartbeat; ``fw_bulk_jobs`` — bulk reprocess progress.
+* ``fw_log_feed`` — the log's rows again, ordered by ``seq`` and kept for 30 days: followers
+  of the log (the alert sender) read what is new by a primary-key range, not a scan.
+* ``fw_engine_state`` — watermarks, heartbeat, lease and followers' positions;
+  ``fw_bulk_jobs`` — bulk reprocess progress.
 * Three tables fed by materialized views on ``fw_signals``, so that one evaluation costs what
   the window holds, not what the history holds:
 
@@ -39,6 +42,9 @@ ARRIVALS_TABLE = "fw_arrivals"
 DEADLINES_TABLE = "fw_deadlines"
 EXPECTATIONS_TABLE = "fw_expectations"
 BULK_JOBS_TABLE = "fw_bulk_jobs"
+LOG_FEED_TABLE = "fw_log_feed"
+#: Days the feed keeps rows: followers further behind than that start from what is left.
+LOG_FEED_DAYS = 30
 
 #: Current state and kind of an incident from its log rows. Informational rows (notes, callback
 #: and alert attempts, audit of results) carry an empty state/kind and never change them.
@@ -298,9 +304,47 @@ ENGINE_MIGRATIONS += (
     ),
 )
 
+_FEED_COLUMNS = """seq, incident_id, transition, state, kind, actor, reason, cause, at, replay_id,
+    project, stripe_event_id, effect, event_type, service"""
+ENGINE_MIGRATIONS += (
+    Migration(
+        "engine/0006_log_feed",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {LOG_FEED_TABLE} (
+                seq UInt64,
+                incident_id String,
+                transition LowCardinality(String),
+                state LowCardinality(String),
+                kind LowCardinality(String),
+                actor String,
+                reason String,
+                cause String,
+                at DateTime64(6, 'UTC'),
+                replay_id String,
+                project LowCardinality(String),
+                stripe_event_id String,
+                effect LowCardinality(String),
+                event_type LowCardinality(String),
+                service LowCardinality(String),
+                written_at DateTime DEFAULT now()
+            )
+            ENGINE = MergeTree
+            PARTITION BY toYYYYMMDD(written_at)
+            ORDER BY seq
+            TTL toDateTime(written_at) + toIntervalDay({LOG_FEED_DAYS})
+            SETTINGS ttl_only_drop_parts = 1
+            """,
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_log_feed_mv TO {LOG_FEED_TABLE} AS "
+            f"SELECT {_FEED_COLUMNS} FROM {INCIDENT_LOG_TABLE}",
+        ),
+    ),
+)
+
 ENGINE_RETENTION = (
     RetentionRule(INCIDENT_LOG_TABLE, "at"),
     RetentionRule(ARRIVALS_TABLE, "ingested_at"),
     RetentionRule(DEADLINES_TABLE, "due_at"),
     RetentionRule(EXPECTATIONS_TABLE, "last_ingested_at"),
+    RetentionRule(LOG_FEED_TABLE, "written_at", max_days=LOG_FEED_DAYS),
 )

@@ -7,10 +7,9 @@ On the embedded default (chDB) ``serve`` is the only process allowed to open the
 everyone else — the dashboard, scripts — goes through the API. Against a ClickHouse server the roles can run apart:
 
 * ``collector`` — the OTLP/REST receiver and the signal writer (stateless: scale it out);
-* ``engine`` — detection (and the ``otel_traces`` import), under the engine lease, and the
-  alerts of what it opens and resolves: exactly one should run, a second one stands by;
-* ``api`` — the HTTP API, lifecycle actions, the reprocess dispatcher and bulk jobs, and the
-  alerts of what they change.
+* ``engine`` — detection (and the ``otel_traces`` import) and the alerts (which follow the
+  whole log), under the engine lease: exactly one should run, a second one stands by;
+* ``api`` — the HTTP API, lifecycle actions, the reprocess dispatcher and bulk jobs.
 
 Listeners share one event loop. SIGTERM/SIGINT stop everything, let queued inserts commit, and
 close the store.
@@ -28,6 +27,7 @@ import threading
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -41,7 +41,8 @@ from fulfillwatch.collector_processor.store import Store, parse_dsn
 from fulfillwatch.collector_processor.writer import SignalWriter, StoredBatch
 from fulfillwatch.incident_engine.api import ApiContext, create_api_app
 from fulfillwatch.incident_engine.api.health import probe_router
-from fulfillwatch.incident_engine.delivery.alerts import AlertDispatcher
+from fulfillwatch.incident_engine.delivery.alert_sender import AlertSender
+from fulfillwatch.incident_engine.delivery.attempts import Sleep
 from fulfillwatch.incident_engine.delivery.reprocess import Dispatcher
 from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
 from fulfillwatch.incident_engine.detection.lease import EngineLease
@@ -85,7 +86,7 @@ class Service:
     counters: IngestCounters
     engine: Engine
     dispatcher: Dispatcher
-    alerts: AlertDispatcher
+    alerts: AlertSender
     bulk: BulkReprocessor
     writer: SignalWriter
     readiness: Readiness
@@ -93,8 +94,17 @@ class Service:
     api_app: FastAPI
 
 
-def build_service(settings: ServerSettings, store: Store, roles: Collection[Role] = ALL_ROLES) -> Service:
-    """Wire receiver, writer, engine and API around ``store``."""
+def build_service(
+    settings: ServerSettings,
+    store: Store,
+    roles: Collection[Role] = ALL_ROLES,
+    *,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> Service:
+    """Wire receiver, writer, engine and API around ``store``. Callbacks and alerts go out
+    through ``http_transport`` (default: the network) and wait between attempts with ``sleep``:
+    tests pass an ``httpx.MockTransport`` and a sleep that does not wait."""
     counters = IngestCounters()
     journal = Journal(store)
     importers = []
@@ -121,8 +131,15 @@ def build_service(settings: ServerSettings, store: Store, roles: Collection[Role
         # On a server another engine may run (a replica, an overlapping deploy); on chDB the
         # directory lock already guarantees this process is the only one.
         engine.lease = EngineLease(store, engine.engine_id, settings.engine_lease_s)
-    dispatcher = Dispatcher(store, journal, settings.repair_targets, settings.service_projects())
-    alerts = AlertDispatcher(settings.alerts, journal)
+    dispatcher = Dispatcher(
+        store,
+        journal,
+        settings.repair_targets,
+        settings.service_projects(),
+        sleep=sleep,
+        transport=http_transport,
+    )
+    alerts = AlertSender(store, settings.alerts, journal, sleep=sleep, transport=http_transport)
     actions = IncidentActions(store, journal, dispatcher)
     bulk = BulkReprocessor(store, actions, settings.bulk_reprocess_per_s)
     limits = settings.ingest_limits()
@@ -227,8 +244,9 @@ async def serve(settings: ServerSettings, roles: Collection[Role] = ALL_ROLES) -
         background.append(asyncio.create_task(service.dispatcher.run(stop)))
     if "engine" in roles:
         background.append(asyncio.create_task(service.engine.run(stop)))
-    if "api" in roles or "engine" in roles:
-        background.append(asyncio.create_task(service.alerts.run(stop)))
+        # Alerts follow the whole log (what the API and the dispatcher write too), so exactly one
+        # process sends them: the engine, and on a server only while it holds the lease.
+        background.append(asyncio.create_task(service.alerts.run(stop, active=service.engine.is_leader)))
     serving = [asyncio.create_task(listener.serve()) for listener in listeners]
     stopped = asyncio.create_task(stop.wait())
     # A listener that exits on its own (port in use) stops the whole service.

@@ -2,8 +2,10 @@
 
 * :mod:`.auth` / :mod:`.tokens` — API tokens, scopes and the actor they record;
 * :mod:`.incidents`, :mod:`.actions`, :mod:`.stats`, :mod:`.health` — the routes;
-* :mod:`.models` — request and response models (the OpenAPI schema);
-* :mod:`.errors` — the one map from errors to HTTP answers.
+* :mod:`.models` — request and response models (the OpenAPI schema); :mod:`.dates` — checks
+  of dates in queries;
+* :mod:`.errors` — the one map from errors to HTTP answers;
+* :mod:`.context` — what the routes share (settings, store, engine, actions).
 """
 
 from __future__ import annotations

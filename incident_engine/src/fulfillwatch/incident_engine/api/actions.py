@@ -17,7 +17,7 @@ from fulfillwatch.incident_engine.api.auth import AdminDep, OperateDep, ReadDep
 from fulfillwatch.incident_engine.api.context import ContextDep
 from fulfillwatch.incident_engine.api.dates import date_problem
 from fulfillwatch.incident_engine.api.models import IncidentSummaryModel
-from fulfillwatch.incident_engine.incidents import queries
+from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.bulk import SAMPLE_SIZE, BulkJob, BulkReprocessor
 from fulfillwatch.incident_engine.incidents.errors import Unavailable
 from fulfillwatch.incident_engine.incidents.lifecycle import MAX_REASON, IncidentActions
@@ -82,8 +82,8 @@ class BulkFilter(BaseModel):
         """No condition at all (``all`` aside)."""
         return not any(value for name, value in self.__dict__.items() if name != "all")
 
-    def to_query(self) -> queries.IncidentFilter:
-        return queries.IncidentFilter(
+    def to_query(self) -> log_reads.IncidentFilter:
+        return log_reads.IncidentFilter(
             incident_ids=tuple(self.incident_ids),
             states=tuple(state.value for state in self.states),
             kind=self.kind.value if self.kind else None,

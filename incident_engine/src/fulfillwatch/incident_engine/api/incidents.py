@@ -21,7 +21,7 @@ from fulfillwatch.incident_engine.api.models import (
     TimelineEntry,
 )
 from fulfillwatch.incident_engine.detection.expectations import expectations_of_event
-from fulfillwatch.incident_engine.incidents import queries
+from fulfillwatch.incident_engine.incidents import log_reads, signal_reads
 from fulfillwatch.incident_engine.incidents.timeline import build_timeline, event_facts, expectation_view
 from fulfillwatch.incident_engine.model.status import Kind
 from fulfillwatch.incident_engine.model.transitions import State
@@ -52,7 +52,7 @@ def list_incidents(
 ) -> IncidentPageModel:
     """Incidents, most recently updated first, filtered and paginated on the server."""
     check_dates(since=since, until=until)
-    filters = queries.IncidentFilter(
+    filters = log_reads.IncidentFilter(
         states=(state.value,) if state else (),
         kind=kind.value if kind else None,
         project=project,
@@ -63,7 +63,7 @@ def list_incidents(
         opened_since=since,
         opened_until=until,
     )
-    page = queries.list_incidents(client, filters, limit, offset)
+    page = log_reads.list_incidents(client, filters, limit, offset)
     following = offset + len(page.items)
     return IncidentPageModel(
         items=[IncidentSummaryModel.of(item) for item in page.items],
@@ -88,10 +88,10 @@ def get_incident(
 ) -> IncidentDetail:
     """The incident, its expectation's current verdict, and every receipt, result and
     transition in time order."""
-    summary = queries.get_incident(client, incident_id)
+    summary = log_reads.get_incident(client, incident_id)
     if summary is None:
         raise HTTPException(404, f"no incident {incident_id}")
-    signals = queries.signals_of(client, summary.identity.stripe_event_id, summary.identity)
+    signals = signal_reads.signals_of(client, summary.identity.stripe_event_id, summary.identity)
     expectation = next(
         (e for e in expectations_of_event(client, summary.identity.stripe_event_id) if e.incident_id == incident_id),
         None,
@@ -103,9 +103,7 @@ def get_incident(
         if expectation
         else None,
         event=EventFactsModel.of(event_facts(signals)),
-        timeline=[
-            TimelineEntry.of(item) for item in build_timeline(signals, queries.incident_log(client, incident_id))
-        ],
+        timeline=[TimelineEntry.of(item) for item in build_timeline(signals, log_reads.entries(client, incident_id))],
     )
 
 
@@ -122,10 +120,10 @@ def get_event(
     """
     now = datetime.now(timezone.utc)
     expectations = expectations_of_event(client, stripe_event_id)
-    page = queries.list_incidents(client, queries.IncidentFilter(stripe_event_id=stripe_event_id), 500, 0)
+    page = log_reads.list_incidents(client, log_reads.IncidentFilter(stripe_event_id=stripe_event_id), 500, 0)
     return EventView(
         stripe_event_id=stripe_event_id,
         expectations=[ExpectationModel.of(expectation_view(e, now, _default_timeout(context))) for e in expectations],
         incidents=[IncidentSummaryModel.of(item) for item in page.items],
-        signals=[SignalModel.of(signal) for signal in queries.signals_of(client, stripe_event_id)],
+        signals=[SignalModel.of(signal) for signal in signal_reads.signals_of(client, stripe_event_id)],
     )

@@ -1,4 +1,4 @@
-"""Alerts: announcing incidents that open, reopen, get acknowledged or resolve.
+"""What alerts say: the payload of each destination type for one transition.
 
 Destinations come from the ``[alerts.<name>]`` tables of the configuration:
 
@@ -7,29 +7,16 @@ Destinations come from the ``[alerts.<name>]`` tables of the configuration:
 * ``pagerduty`` — Events API v2: ``trigger`` on open/reopen, ``acknowledge``, ``resolve``, with
   the incident id as ``dedup_key`` so PagerDuty folds them into one alert.
 
-Every destination has its own queue and worker, so one that is down never delays the others;
-each delivery is retried on its schedule (:func:`.delivery.deliver`) and every attempt is an
-``alert_attempt`` row in the incident's log.
+Sending them — from the log, durably — is :mod:`.alert_sender`'s job.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
-import logging
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
 from fulfillwatch.incident_engine.config import AlertDestination
-from fulfillwatch.incident_engine.delivery.attempts import Attempt, deliver
-from fulfillwatch.incident_engine.delivery.signing import signed_request
-from fulfillwatch.incident_engine.incidents.incident_log import Journal
-from fulfillwatch.incident_engine.model.transitions import SYSTEM_ACTOR, Transition, TransitionType
-
-_logger = logging.getLogger("fulfillwatch.alerts")
+from fulfillwatch.incident_engine.model.transitions import Transition, TransitionType
 
 #: Which transitions are announced, under which event name.
 ALERT_EVENTS = {
@@ -120,100 +107,3 @@ def payload(destination: AlertDestination, transition: Transition, event: str) -
 def alert_id(destination: str, transition: Transition) -> str:
     """Stable per (destination, transition): the receiver's idempotency key."""
     return "alrt_" + hashlib.sha256(f"{destination}|{transition.transition_id}".encode()).hexdigest()[:24]
-
-
-class AlertDispatcher:
-    """Queues announcements from the journal and delivers them, one worker per destination."""
-
-    def __init__(self, destinations: Mapping[str, AlertDestination], journal: Journal) -> None:
-        self._destinations = dict(destinations)
-        self._journal = journal
-        self._queues: dict[str, asyncio.Queue[tuple[Transition, str]]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._early: list[tuple[str, Transition, str]] = []
-        if self._destinations:
-            journal.subscribe(self.notify)
-
-    def notify(self, transitions: Sequence[Transition]) -> None:
-        """Journal listener: queue what deserves an alert (safe from any thread)."""
-        for transition in transitions:
-            event = ALERT_EVENTS.get(transition.transition)
-            if event is None:
-                continue
-            for name, destination in self._destinations.items():
-                if event in destination.on:
-                    self._put(name, transition, event)
-
-    def _put(self, name: str, transition: Transition, event: str) -> None:
-        if self._loop is None:
-            self._early.append((name, transition, event))
-        else:
-            self._loop.call_soon_threadsafe(self._queues[name].put_nowait, (transition, event))
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set."""
-        if not self._destinations:
-            await stop.wait()
-            return
-        self._queues = {name: asyncio.Queue() for name in self._destinations}
-        self._loop = asyncio.get_running_loop()
-        for name, transition, event in self._early:
-            self._queues[name].put_nowait((transition, event))
-        self._early.clear()
-        async with httpx.AsyncClient() as client:
-            workers = [asyncio.create_task(self._work(client, name, stop)) for name in self._destinations]
-            await stop.wait()
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-
-    async def _work(self, client: httpx.AsyncClient, name: str, stop: asyncio.Event) -> None:
-        destination = self._destinations[name]
-        queue = self._queues[name]
-        while not stop.is_set():
-            transition, event = await queue.get()
-            try:
-                await self._send(client, name, destination, transition, event)
-            except Exception:  # a bug in one delivery must not stop this destination
-                _logger.exception("alert %s for %s failed", name, transition.incident_id)
-
-    async def _send(
-        self, client: httpx.AsyncClient, name: str, destination: AlertDestination, transition: Transition, event: str
-    ) -> None:
-        document = payload(destination, transition, event)
-        message_id = alert_id(name, transition)
-
-        def body(attempt: int) -> tuple[bytes, dict[str, str]]:
-            if destination.type == "webhook":
-                assert destination.secret is not None
-                return signed_request(message_id, document, [destination.secret.get_secret_value()])
-            return json.dumps(document).encode(), {"content-type": "application/json"}
-
-        async def record(attempt: Attempt) -> None:
-            row = Transition(
-                transition.incident_id,
-                transition.identity,
-                TransitionType.ALERT_ATTEMPT,
-                None,
-                "",
-                SYSTEM_ACTOR,
-                f"alert {name} ({destination.type}, {event}): {attempt.describe()}",
-                f"{message_id}#{attempt.number}",
-                attempt.at,
-                details={
-                    **attempt.details(),
-                    "destination": name,
-                    "destination_type": destination.type,
-                    "event": event,
-                },
-            )
-            await asyncio.to_thread(self._journal.append, [row], purpose="alerts")
-
-        await deliver(
-            client,
-            str(destination.target_url()),
-            body,
-            schedule=destination.retry_schedule_s,
-            timeout_s=destination.timeout_s,
-            on_attempt=record,
-        )

@@ -25,6 +25,9 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 EXCERPT_BYTES = 1024
 
 Outcome = Literal["delivered", "retrying", "rejected", "gave_up"]
+#: Outcomes after which a delivery makes no more attempts.
+FINAL_OUTCOMES = frozenset({"delivered", "rejected", "gave_up"})
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,13 @@ class Attempt:
         }
 
 
+def remaining_wait(last: datetime, next_delay_s: float | None, now: datetime) -> float:
+    """Seconds still to wait before the attempt after ``last`` (0 when that time has passed)."""
+    if next_delay_s is None:
+        return 0.0
+    return max(0.0, (last - now).total_seconds() + float(next_delay_s))
+
+
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """Seconds asked for by a ``Retry-After`` header (delay-seconds or an HTTP date)."""
     if not value:
@@ -82,28 +92,30 @@ async def deliver(
     timeout_s: float,
     on_attempt: Callable[[Attempt], Awaitable[None]],
     first_attempt: int = 1,
+    first_delay_s: float | None = None,
     max_retry_after_s: float = 3600.0,
+    sleep: Sleep = asyncio.sleep,
 ) -> Attempt:
     """POST until delivered, rejected or out of attempts; return the last attempt.
 
     ``body(n)`` returns the bytes and headers of attempt ``n`` (signatures carry a fresh
-    timestamp each time). ``first_attempt`` > 1 resumes a delivery interrupted by a restart:
-    the delay before it is the schedule's, counted from now.
+    timestamp each time). ``first_attempt`` > 1 resumes a delivery interrupted by a restart,
+    after ``first_delay_s`` (what is left of the wait the last attempt asked for; default: the
+    schedule's delay, counted from now). ``sleep`` waits between attempts
+    (tests pass one that records the delay instead of waiting it out).
     """
     last: Attempt | None = None
-    retry_after: float | None = None
+    delay: float | None = first_delay_s
     for number in range(first_attempt, len(schedule) + 1):
-        delay = schedule[number - 1]
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, max_retry_after_s))
+        delay = schedule[number - 1] if delay is None else delay
         if delay > 0:
-            await asyncio.sleep(delay)
+            await sleep(delay)
         payload, headers = body(number)
         started = time.perf_counter()
         at = datetime.now(timezone.utc)
         status: int | None = None
         error, excerpt = "", ""
-        retry_after = None
+        retry_after: float | None = None
         try:
             response = await client.post(
                 url, content=payload, headers=headers, timeout=timeout_s, follow_redirects=False
@@ -121,12 +133,12 @@ async def deliver(
             outcome = "rejected"
         else:
             outcome = "retrying" if more else "gave_up"
-        next_delay = None
+        delay = None
         if outcome == "retrying":
-            next_delay = schedule[number]
-            if retry_after is not None:
-                next_delay = max(next_delay, min(retry_after, max_retry_after_s))
-        last = Attempt(number, at, status, error, latency_ms, excerpt, outcome, next_delay)
+            delay = schedule[number]
+            if retry_after is not None:  # the receiver asked for longer
+                delay = max(delay, min(retry_after, max_retry_after_s))
+        last = Attempt(number, at, status, error, latency_ms, excerpt, outcome, delay)
         await on_attempt(last)
         if outcome != "retrying":
             return last

@@ -17,7 +17,6 @@ next attempt, delivered ones keep waiting for their result.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -30,11 +29,11 @@ from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.ingest_auth import DEFAULT_PROJECT
 from fulfillwatch.collector_processor.store import Store
 from fulfillwatch.incident_engine.config import RepairTarget
-from fulfillwatch.incident_engine.delivery.attempts import Attempt, deliver
+from fulfillwatch.incident_engine.delivery.attempts import Attempt, Sleep, deliver, remaining_wait
 from fulfillwatch.incident_engine.delivery.signing import signed_request
+from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
 from fulfillwatch.incident_engine.model.transitions import SYSTEM_ACTOR, State, Transition, TransitionType
-from fulfillwatch.incident_engine.schema import CURRENT_STATE_SQL, INCIDENT_LOG_TABLE
 
 _logger = logging.getLogger("fulfillwatch.dispatcher")
 #: How often deliveries that were accepted are checked for a result.
@@ -53,6 +52,8 @@ class DispatchJob:
     reason: str
     requested_at: datetime
     first_attempt: int = 1
+    #: When resuming: what is left of the wait the last attempt asked for.
+    first_delay_s: float | None = None
 
     def body(self, attempt: int) -> dict[str, Any]:
         """The JSON document the repair endpoint receives."""
@@ -105,8 +106,13 @@ class Dispatcher:
         journal: Journal,
         targets: Mapping[str, RepairTarget],
         service_projects: Mapping[str, str] | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._store = store
+        self._sleep = sleep
+        self._transport = transport
         self._journal = journal
         self._targets = dict(targets)
         self._service_projects = dict(service_projects or {})
@@ -131,7 +137,7 @@ class Dispatcher:
         """Deliver queued dispatches until ``stop`` is set; resume unfinished ones first."""
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(transport=self._transport) as client:
             for job in await asyncio.to_thread(self._unfinished):
                 self._queue.put_nowait(job)
             watcher = asyncio.create_task(self._watch_results(stop))
@@ -188,6 +194,8 @@ class Dispatcher:
                 timeout_s=target.timeout_s,
                 on_attempt=record,
                 first_attempt=job.first_attempt,
+                first_delay_s=job.first_delay_s,
+                sleep=self._sleep,
             )
         except Exception:  # a bug must not leave the incident stuck in reprocessing
             _logger.exception("dispatch of %s failed", job.replay_id)
@@ -222,62 +230,41 @@ class Dispatcher:
                     await self._fail(job, f"no result from the repair endpoint within {deadline - job.requested_at}")
 
     def _current(self, incident_id: str) -> tuple[str, str]:
-        row = (
-            self._store.client("dispatcher")
-            .query(
-                f"""SELECT {CURRENT_STATE_SQL}, argMaxIf(replay_id, seq, transition = 'reprocess_requested')
-                FROM {INCIDENT_LOG_TABLE} FINAL WHERE incident_id = {{id:String}}""",
-                parameters={"id": incident_id},
-            )
-            .result_rows[0]
-        )
-        return str(row[0]), str(row[1])
+        return log_reads.reprocess_state(self._store.client("dispatcher"), incident_id)
 
     def _unfinished(self) -> list[DispatchJob]:
         """Dispatches a previous run left in flight (incidents still reprocessing)."""
         client = self._store.client("dispatcher")
-        heads = client.query(
-            f"""SELECT incident_id, argMaxIf(replay_id, seq, transition = 'reprocess_requested')
-                FROM {INCIDENT_LOG_TABLE} FINAL GROUP BY incident_id HAVING {CURRENT_STATE_SQL} = 'reprocessing'"""
-        ).result_rows
         jobs: list[DispatchJob] = []
-        for incident_id, replay_id in heads:
-            rows = list(
-                client.query(
-                    f"""SELECT transition, actor, reason, at, project, service, stripe_event_id, event_type, effect,
-                               kind, details
-                        FROM {INCIDENT_LOG_TABLE} FINAL
-                        WHERE incident_id = {{id:String}} AND replay_id = {{replay:String}} ORDER BY seq""",
-                    parameters={"id": incident_id, "replay": replay_id},
-                ).named_results()
+        now = datetime.now(timezone.utc)
+        for incident_id, replay_id in log_reads.reprocessing(client):
+            rows = log_reads.rows_of_replay(client, incident_id, replay_id)
+            requested = next(
+                (r.transition for r in rows if r.transition.transition is TransitionType.REPROCESS_REQUESTED), None
             )
-            requested = next((r for r in rows if r["transition"] == TransitionType.REPROCESS_REQUESTED.value), None)
             if requested is None:
                 continue
-            attempts = [r for r in rows if r["transition"] == TransitionType.CALLBACK_ATTEMPT.value]
-            identity = ExpectationIdentity(
-                requested["project"],
-                requested["stripe_event_id"],
-                requested["effect"],
-                requested["event_type"],
-                requested["service"],
-            )
+            attempts = [r.transition for r in rows if r.transition.transition is TransitionType.CALLBACK_ATTEMPT]
             job = DispatchJob(
                 incident_id,
                 replay_id,
-                identity,
-                requested["kind"],
-                requested["actor"],
-                requested["reason"],
-                requested["at"],
+                requested.identity,
+                requested.kind,
+                requested.actor,
+                requested.reason,
+                requested.at,
             )
-            last = json.loads(attempts[-1]["details"]) if attempts else {}
-            if last.get("outcome") == "delivered":
-                target = self.target_for(identity)
+            if attempts and attempts[-1].details.get("outcome") == "delivered":
+                target = self.target_for(requested.identity)
                 wait = timedelta(seconds=target.result_timeout_s if target is not None else 0)
-                self._awaiting[replay_id] = (job, attempts[-1]["at"] + wait)
+                self._awaiting[replay_id] = (job, attempts[-1].at + wait)
             else:
-                jobs.append(replace(job, first_attempt=len(attempts) + 1))
+                left = 0.0
+                if attempts:
+                    asked = attempts[-1].details.get("next_delay_s")
+                    asked_s = float(asked) if isinstance(asked, (int, float)) else None
+                    left = remaining_wait(attempts[-1].at, asked_s, now)
+                jobs.append(replace(job, first_attempt=len(attempts) + 1, first_delay_s=left))
         if jobs or self._awaiting:
             _logger.info("resuming %d callback deliveries, %d awaiting results", len(jobs), len(self._awaiting))
         return jobs

@@ -5,3 +5,5 @@
 * :mod:`.engine_state` — watermarks, heartbeat and importer positions in the store;
 * :mod:`.lease` — one evaluating engine per store when several run (split services).
 """
+
+__all__ = ["engine", "engine_state", "expectations", "lease"]

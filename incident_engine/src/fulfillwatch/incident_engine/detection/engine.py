@@ -110,6 +110,11 @@ class Engine:
         #: ``time.monotonic()`` when the last tick completed (readiness: is the engine fresh?).
         self.last_completed: float | None = None
 
+    def is_leader(self) -> bool:
+        """Whether this engine does the single-process work now: always without a lease (one
+        process owns a chDB directory), else while it holds the lease."""
+        return self.lease is None or self.lease.held
+
     def tick(self) -> TickReport:
         """Evaluate once (blocking; the async loop runs it in a worker thread)."""
         started = time.perf_counter()

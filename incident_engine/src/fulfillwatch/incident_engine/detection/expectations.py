@@ -1,10 +1,11 @@
-"""SQL that summarises expectations and reads incident heads, for the engine and the API.
+"""SQL that summarises expectations and finds those a window touches, for the engine and the API.
 
 Summaries come from ``fw_expectations`` (see :mod:`.schema`), whose aggregates ignore
 duplicated signals. For expectations that already have an incident, their results are read
 from ``fw_signals`` and de-duplicated by signal id in Python, keeping each signal's first
 ``ingested_at`` (that is what tells a new result from a replayed one). Which expectations one
-evaluation looks at comes from the ``fw_arrivals`` and ``fw_deadlines`` ranges of the window.
+evaluation looks at comes from the ``fw_arrivals`` and ``fw_deadlines`` ranges of the window;
+their incidents' heads are joined in (:func:`..incidents.log_reads.heads_select`).
 """
 
 from __future__ import annotations
@@ -17,43 +18,24 @@ from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
+from fulfillwatch.incident_engine.incidents.log_reads import head_from_row, heads_select
 from fulfillwatch.incident_engine.model.status import Expectation, ResultInfo
-from fulfillwatch.incident_engine.model.transitions import IncidentHead, State, TransitionType
+from fulfillwatch.incident_engine.model.transitions import IncidentHead
 from fulfillwatch.incident_engine.schema import (
     ARRIVALS_TABLE,
-    CURRENT_KIND_SQL,
-    CURRENT_STATE_SQL,
     DEADLINES_TABLE,
     EPOCH_SQL,
     EXPECTATIONS_TABLE,
     INCIDENT_ID_SQL,
-    INCIDENT_LOG_TABLE,
     NEVER_SQL,
 )
-
-#: Transitions after which an incident is in a new state (``state_since``).
-_STATE_CHANGES = ", ".join(
-    f"'{t.value}'"
-    for t in (
-        TransitionType.OPENED,
-        TransitionType.REOPENED,
-        TransitionType.RESOLVED,
-        TransitionType.IGNORED,
-        TransitionType.ACKNOWLEDGED,
-        TransitionType.REPROCESS_REQUESTED,
-        TransitionType.REPROCESS_FAILED,
-    )
-)
-
 
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
-def _where(template: str, condition: str) -> str:
-    return template.replace("__WHERE__", condition)
-
-
-_AGGREGATE = f"""
+def _aggregate_select(condition: str) -> str:
+    """One summary per expectation (over its ``fw_expectations`` rows) matching ``condition``."""
+    return f"""
     SELECT
         {INCIDENT_ID_SQL} AS incident_id,
         project,
@@ -69,25 +51,10 @@ _AGGREGATE = f"""
         tupleElement(last_result, 1) > {EPOCH_SQL} AS has_result,
         max(has_skipped) AS has_skipped
     FROM {EXPECTATIONS_TABLE}
-    WHERE __WHERE__
+    WHERE {condition}
     GROUP BY project, stripe_event_id, effect
 """
 
-HEADS_SQL = f"""
-    SELECT
-        incident_id,
-        {CURRENT_STATE_SQL} AS state,
-        {CURRENT_KIND_SQL} AS kind,
-        maxIf(at, transition IN ({_STATE_CHANGES})) AS state_since,
-        min(at) AS opened_at,
-        -- log.state: the stored column, not the alias `state` above
-        groupUniqArrayIf(cause, log.state != '') AS causes,
-        groupUniqArrayIf(cause, log.state = '') AS audited,
-        argMaxIf(replay_id, seq, transition = 'reprocess_requested') AS reprocess_replay_id
-    FROM {INCIDENT_LOG_TABLE} AS log FINAL
-    WHERE __WHERE__
-    GROUP BY incident_id
-"""
 
 _CANDIDATE_KEYS = "SELECT stripe_event_id, effect, project FROM candidates"
 _EVALUATE = f"""
@@ -109,8 +76,8 @@ _EVALUATE = f"""
            heads.kind AS head_kind, heads.state_since AS head_state_since, heads.opened_at AS head_opened_at,
            heads.causes AS head_causes, heads.audited AS head_audited,
            heads.reprocess_replay_id AS head_replay_id
-    FROM ({_where(_AGGREGATE, f"(stripe_event_id, effect, project) IN ({_CANDIDATE_KEYS})")}) AS agg
-    LEFT JOIN ({_where(HEADS_SQL, f"incident_id IN (SELECT {INCIDENT_ID_SQL} FROM candidates)")}) AS heads
+    FROM ({_aggregate_select(f"(stripe_event_id, effect, project) IN ({_CANDIDATE_KEYS})")}) AS agg
+    LEFT JOIN ({heads_select(f"incident_id IN (SELECT {INCIDENT_ID_SQL} FROM candidates)")}) AS heads
     ON heads.incident_id = agg.incident_id
     -- Only rows that can lead to a transition reach Python: an expectation without incident
     -- whose verdict is healthy or pending cannot (see plan()). This mirrors status.assess as
@@ -199,20 +166,6 @@ def _expectation(
     )
 
 
-def head_from_row(row: dict[str, Any], prefix: str = "") -> IncidentHead:
-    """An :class:`IncidentHead` from a row of :data:`HEADS_SQL` (columns maybe prefixed)."""
-    return IncidentHead(
-        incident_id=row["incident_id"],
-        state=State(row[f"{prefix}state"]),
-        kind=row[f"{prefix}kind"],
-        state_since=row[f"{prefix}state_since"],
-        opened_at=row[f"{prefix}opened_at"],
-        causes=frozenset(row[f"{prefix}causes"]),
-        audited=frozenset(row[f"{prefix}audited"]),
-        replay_id=row[f"{prefix}replay_id" if prefix else "reprocess_replay_id"],
-    )
-
-
 def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, IncidentHead | None]]:
     """Every expectation the window touches that may need a transition, with its incident head."""
     result = client.query(
@@ -241,7 +194,7 @@ def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, I
 def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectation]:
     """Every expectation of one Stripe event (for the event lookup API; no ``new_results``)."""
     result = client.query(
-        _where(_AGGREGATE, "stripe_event_id = {event:String}"),
+        _aggregate_select("stripe_event_id = {event:String}"),
         parameters={"event": stripe_event_id},
     )
     return [_expectation(row, [], _FAR_FUTURE, _FAR_FUTURE) for row in result.named_results()]

@@ -3,7 +3,12 @@
 * :mod:`.incident_log` — appending transitions (the journal) and the order of log rows;
 * :mod:`.lifecycle` — acknowledge, ignore, note, reprocess;
 * :mod:`.bulk` — bulk reprocess jobs;
-* :mod:`.queries` — incident lists, details and signals for the API;
+* :mod:`.log_reads` — every read of the incident log (lists, details, heads, dispatch and
+  alert progress, the feed);
+* :mod:`.signal_reads` — an event's stored signals;
+* :mod:`.records` — the typed rows those reads return; :mod:`.errors` — the domain's errors;
 * :mod:`.timeline` — an incident's story on one time axis;
 * :mod:`.stats` — the overview's figures.
 """
+
+__all__ = ["bulk", "errors", "incident_log", "lifecycle", "log_reads", "records", "signal_reads", "stats", "timeline"]

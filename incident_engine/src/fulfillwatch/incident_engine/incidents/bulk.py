@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fulfillwatch.collector_processor.store import Store
-from fulfillwatch.incident_engine.incidents import queries
+from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.errors import ActionError, Invalid
 from fulfillwatch.incident_engine.incidents.incident_log import next_seq
 from fulfillwatch.incident_engine.incidents.lifecycle import Actor, IncidentActions
@@ -66,12 +66,12 @@ class BulkReprocessor:
         self._interval = 1.0 / rate_per_s
         self._stop = threading.Event()
 
-    def matching(self, filters: queries.IncidentFilter, limit: int) -> queries.IncidentPage:
+    def matching(self, filters: log_reads.IncidentFilter, limit: int) -> log_reads.IncidentPage:
         """Incidents a job with this filter would reprocess (the first ``limit`` and the count)."""
         chosen = filters if filters.states else replace(filters, states=DEFAULT_STATES)
-        return queries.list_incidents(self._store.client("bulk"), chosen, limit, 0)
+        return log_reads.list_incidents(self._store.client("bulk"), chosen, limit, 0)
 
-    def start(self, filters: queries.IncidentFilter, actor: Actor, reason: str) -> BulkJob:
+    def start(self, filters: log_reads.IncidentFilter, actor: Actor, reason: str) -> BulkJob:
         """Snapshot the matching incidents and start requesting reprocesses."""
         page = self.matching(filters, MAX_JOB_SIZE)
         if page.total > MAX_JOB_SIZE:
@@ -152,6 +152,6 @@ class BulkReprocessor:
         )
 
 
-def _describe(filters: queries.IncidentFilter) -> dict[str, Any]:
+def _describe(filters: log_reads.IncidentFilter) -> dict[str, Any]:
     described = {key: value for key, value in asdict(filters).items() if value not in (None, (), [])}
     return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in described.items()}

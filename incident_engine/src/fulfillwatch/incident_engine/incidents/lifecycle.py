@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from fulfillwatch.collector_processor.store import Store
 from fulfillwatch.incident_engine.delivery.reprocess import Dispatcher, DispatchJob
-from fulfillwatch.incident_engine.incidents import queries
+from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.errors import Conflict, Invalid, NotFound, Unavailable
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
 from fulfillwatch.incident_engine.incidents.records import IncidentSummary
@@ -53,7 +53,7 @@ class IncidentActions:
         self._lock = threading.Lock()
 
     def _incident(self, incident_id: str) -> IncidentSummary:
-        found = queries.get_incident(self._store.client("actions"), incident_id)
+        found = log_reads.get_incident(self._store.client("actions"), incident_id)
         if found is None:
             raise NotFound(f"no incident {incident_id}")
         return found

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
-from fulfillwatch.incident_engine.model.transitions import State, TransitionType
+from fulfillwatch.incident_engine.model.transitions import State, Transition, TransitionType
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,11 @@ class SignalRecord:
     receipt_span_id: str
     source: str
     ingested_at: datetime
+
+
+@dataclass(frozen=True)
+class LoggedTransition:
+    """A transition as read back from the log, with the ``seq`` that orders it."""
+
+    seq: int
+    transition: Transition

@@ -12,12 +12,12 @@ from datetime import datetime, timedelta, timezone
 
 from clickhouse_connect.driver.client import Client
 
-from fulfillwatch.collector_processor.identity import display_effect_sql
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 from fulfillwatch.incident_engine.detection.engine_state import load_heartbeat, load_watermarks
-from fulfillwatch.incident_engine.incidents.queries import IncidentFilter, summary_sql
+from fulfillwatch.incident_engine.incidents import log_reads
+from fulfillwatch.incident_engine.incidents.log_reads import IncidentFilter
 from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES
-from fulfillwatch.incident_engine.schema import EPOCH_SQL, EXPECTATIONS_TABLE, INCIDENT_LOG_TABLE
+from fulfillwatch.incident_engine.schema import EPOCH_SQL, EXPECTATIONS_TABLE
 
 _WINDOW_EXPECTATIONS = f"""
     SELECT project, stripe_event_id, effect, max(event_type) AS type, min(receipt_at) AS received,
@@ -48,16 +48,6 @@ _LATENCY = f"""
     WHERE tupleElement(result, 3) = 'success' AND tupleElement(result, 1) >= received
     GROUP BY hour, type
     ORDER BY hour, type
-"""
-
-_TIME_TO_RESOLVE = f"""
-    SELECT count(), avg(dateDiff('millisecond', opened, resolved)) / 1000
-    FROM (
-        SELECT incident_id, min(at) AS opened, maxIf(at, transition = 'resolved') AS resolved
-        FROM {INCIDENT_LOG_TABLE} FINAL
-        GROUP BY incident_id
-        HAVING countIf(transition = 'resolved') > 0 AND resolved >= {{since:DateTime64(6, 'UTC')}}
-    )
 """
 
 
@@ -111,14 +101,8 @@ class Overview:
     engine: EngineStatus = field(default_factory=EngineStatus)
 
 
-def _open_by(client: Client, column: str) -> dict[str, int]:
-    active = IncidentFilter(states=tuple(state.value for state in ACTIVE_STATES))
-    where, having, params = active.clauses()
-    rows = client.query(
-        f"SELECT {column}, count() FROM ({summary_sql(where, having)}) GROUP BY {column} ORDER BY count() DESC",
-        parameters=params,
-    ).result_rows
-    return {str(key): int(count) for key, count in rows}
+def _open_by(client: Client, grouping: str) -> dict[str, int]:
+    return log_reads.count_by(client, IncidentFilter(states=tuple(state.value for state in ACTIVE_STATES)), grouping)
 
 
 def overview(client: Client, window: timedelta, stale_after: timedelta) -> Overview:
@@ -128,7 +112,7 @@ def overview(client: Client, window: timedelta, stale_after: timedelta) -> Overv
     params = {"since": since, "now": now}
     fulfilled, failed, overdue, pending = client.query(_OUTCOMES, parameters=params).result_rows[0]
     decided = fulfilled + failed + overdue
-    resolved, mean_s = client.query(_TIME_TO_RESOLVE, parameters=params).result_rows[0]
+    resolved, mean_time_to_resolve_s = log_reads.time_to_resolve(client, since)
     heartbeat = load_heartbeat(client)
     engine = EngineStatus()
     if heartbeat is not None:
@@ -143,16 +127,16 @@ def overview(client: Client, window: timedelta, stale_after: timedelta) -> Overv
     return Overview(
         window_hours=round(window.total_seconds() / 3600, 3),
         generated_at=now,
-        open_by_kind=_open_by(client, "current_kind"),
-        open_by_event_type=_open_by(client, "type"),
-        open_by_effect=_open_by(client, display_effect_sql("stored_effect", "type")),
+        open_by_kind=_open_by(client, "kind"),
+        open_by_event_type=_open_by(client, "event_type"),
+        open_by_effect=_open_by(client, "effect"),
         expectations=Outcomes(int(fulfilled), int(failed), int(overdue), int(pending)),
         success_rate=round(fulfilled / decided, 5) if decided else None,
         latency=[
             LatencyRow(hour, event_type, int(count), seconds[0], seconds[1], seconds[2])
             for hour, event_type, count, seconds in client.query(_LATENCY, parameters=params).result_rows
         ],
-        resolved=int(resolved),
-        mean_time_to_resolve_s=round(float(mean_s), 3) if resolved else None,
+        resolved=resolved,
+        mean_time_to_resolve_s=mean_time_to_resolve_s,
         engine=engine,
     )

@@ -6,3 +6,5 @@
 
 Everything else in the engine builds on these; they import nothing from it.
 """
+
+__all__ = ["status", "transitions"]

@@ -2,3 +2,5 @@
 
 * :mod:`.otel_traces` — fulfillment spans from the Collector ClickHouse exporter's table.
 """
+
+__all__ = ["otel_traces"]

@@ -1,0 +1,373 @@
+"""Every read of the incident log: lists, details, heads, dispatch state, alert progress, the feed.
+
+The log (``fw_incident_log``, see :mod:`..schema`) is the only record of incidents, so
+everything about an incident's present is derived from it here: current state is the latest
+non-empty ``state`` by ``seq`` (``argMaxIf(..., seq)`` over ``FINAL`` rows), never stored
+apart, so it cannot disagree with the audit trail. Queries are assembled from fixed condition
+strings that carry server-side parameters (``{name:Type}``); no value is ever spliced into SQL.
+
+The feed (``fw_log_feed``) is the same rows in ``seq`` order, for whoever follows the log as it
+grows (the alert sender): a range read by primary key instead of a scan of the log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from fulfillwatch.collector_processor.identity import ExpectationIdentity, display_effect_sql
+from fulfillwatch.incident_engine.incidents.records import IncidentSummary, LogEntry, LoggedTransition
+from fulfillwatch.incident_engine.model.transitions import IncidentHead, State, Transition, TransitionType
+from fulfillwatch.incident_engine.schema import (
+    CURRENT_KIND_SQL,
+    CURRENT_STATE_SQL,
+    INCIDENT_LOG_TABLE,
+    LOG_FEED_TABLE,
+)
+
+Params = dict[str, Any]
+
+
+def _all(conditions: Sequence[str]) -> str:
+    return " AND ".join(f"({condition})" for condition in conditions) if conditions else "1"
+
+
+def summary_select(where: Sequence[str] = (), having: Sequence[str] = ()) -> str:
+    """The per-incident summary query: ``where`` filters stored columns, ``having`` the derived
+    ones (``current_state``, ``current_kind``, ``opened_at``, ``updated_at``)."""
+    # Aliases differ from column names on purpose: ClickHouse resolves aliases before columns,
+    # and WHERE must see the stored columns while HAVING sees the derived current state.
+    return f"""
+        SELECT
+            incident_id AS id,
+            {CURRENT_STATE_SQL} AS current_state,
+            {CURRENT_KIND_SQL} AS current_kind,
+            any(project) AS project_name,
+            any(stripe_event_id) AS event_id,
+            any(event_type) AS type,
+            any(effect) AS stored_effect,
+            any(service) AS service_name,
+            min(at) AS opened_at,
+            maxIf(at, transition != 'alert_attempt') AS updated_at,
+            argMaxIf(reason, seq, transition NOT IN ('note', 'callback_attempt', 'alert_attempt')) AS last_reason,
+            argMaxIf(replay_id, seq, transition = 'reprocess_requested') AS last_replay_id
+        FROM {INCIDENT_LOG_TABLE} FINAL
+        WHERE {_all(where)}
+        GROUP BY incident_id
+        HAVING {_all(having)}
+    """
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    """Filters of ``GET /api/incidents`` and of bulk reprocess (all optional)."""
+
+    states: tuple[str, ...] = ()  # any of these current states
+    kind: str | None = None
+    project: str | None = None
+    event_type: str | None = None
+    effect: str | None = None  # display form
+    service: str | None = None
+    stripe_event_id: str | None = None
+    incident_ids: tuple[str, ...] = ()
+    opened_since: datetime | None = None
+    opened_until: datetime | None = None
+
+    def conditions(self) -> tuple[list[str], list[str], Params]:
+        """Conditions on stored columns, on derived state, and their parameters."""
+        where: list[str] = []
+        having: list[str] = []
+        params: Params = {}
+        checks: tuple[tuple[list[str], str, str, object], ...] = (
+            (where, "project", "project = {project:String}", self.project),
+            (where, "event_type", "event_type = {event_type:String}", self.event_type),
+            (where, "effect", f"{display_effect_sql()} = {{effect:String}}", self.effect),
+            (where, "service", "service = {service:String}", self.service),
+            (where, "stripe_event_id", "stripe_event_id = {stripe_event_id:String}", self.stripe_event_id),
+            (where, "incident_ids", "incident_id IN {incident_ids:Array(String)}", list(self.incident_ids)),
+            (having, "states", "current_state IN {states:Array(String)}", list(self.states)),
+            (having, "kind", "current_kind = {kind:String}", self.kind),
+            (having, "opened_since", "opened_at >= {opened_since:DateTime64(6, 'UTC')}", self.opened_since),
+            (having, "opened_until", "opened_at < {opened_until:DateTime64(6, 'UTC')}", self.opened_until),
+        )
+        for conditions, name, condition, value in checks:
+            if value:
+                conditions.append(condition)
+                params[name] = value
+        return where, having, params
+
+
+@dataclass
+class IncidentPage:
+    """One page of incident summaries and how many match in all."""
+
+    items: list[IncidentSummary] = field(default_factory=list)
+    total: int = 0
+
+
+def _summary(row: dict[str, Any]) -> IncidentSummary:
+    return IncidentSummary(
+        id=row["id"],
+        identity=ExpectationIdentity(
+            row["project_name"], row["event_id"], row["stored_effect"], row["type"], row["service_name"]
+        ),
+        state=State(row["current_state"]),
+        kind=row["current_kind"],
+        opened_at=row["opened_at"],
+        updated_at=row["updated_at"],
+        reason=row["last_reason"],
+        replay_id=row["last_replay_id"],
+    )
+
+
+def list_incidents(client: Client, filters: IncidentFilter, limit: int, offset: int) -> IncidentPage:
+    """Incidents matching ``filters``, most recently updated first."""
+    where, having, params = filters.conditions()
+    sql = f"""
+        SELECT *, count() OVER () AS total FROM ({summary_select(where, having)})
+        ORDER BY updated_at DESC, id
+        LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}
+    """
+    rows = list(client.query(sql, parameters={**params, "limit": limit, "offset": offset}).named_results())
+    page = IncidentPage(items=[_summary(row) for row in rows], total=int(rows[0]["total"]) if rows else 0)
+    if not rows and offset > 0:  # past the end: still report the total
+        page.total = count_incidents(client, filters)
+    return page
+
+
+def count_incidents(client: Client, filters: IncidentFilter) -> int:
+    """How many incidents match ``filters``."""
+    where, having, params = filters.conditions()
+    return int(
+        client.query(f"SELECT count() FROM ({summary_select(where, having)})", parameters=params).result_rows[0][0]
+    )
+
+
+def get_incident(client: Client, incident_id: str) -> IncidentSummary | None:
+    """One incident summary, or ``None``."""
+    page = list_incidents(client, IncidentFilter(incident_ids=(incident_id,)), 1, 0)
+    return page.items[0] if page.items else None
+
+
+#: Groupings :func:`count_by` offers, as SQL over the summary's columns.
+GROUPINGS = {
+    "kind": "current_kind",
+    "event_type": "type",
+    "effect": display_effect_sql("stored_effect", "type"),
+}
+
+
+def count_by(client: Client, filters: IncidentFilter, grouping: str) -> dict[str, int]:
+    """How many incidents match ``filters`` per kind, event type or effect (most first)."""
+    column = GROUPINGS[grouping]
+    where, having, params = filters.conditions()
+    rows = client.query(
+        f"SELECT {column}, count() FROM ({summary_select(where, having)}) GROUP BY {column} ORDER BY count() DESC",
+        parameters=params,
+    ).result_rows
+    return {str(key): int(count) for key, count in rows}
+
+
+def time_to_resolve(client: Client, since: datetime) -> tuple[int, float | None]:
+    """Incidents resolved since ``since`` and their mean time from opening to resolution (s)."""
+    count, mean_ms = client.query(
+        f"""
+        SELECT count(), avg(dateDiff('millisecond', opened, resolved))
+        FROM (
+            SELECT incident_id, min(at) AS opened, maxIf(at, transition = 'resolved') AS resolved
+            FROM {INCIDENT_LOG_TABLE} FINAL
+            GROUP BY incident_id
+            HAVING countIf(transition = 'resolved') > 0 AND resolved >= {{since:DateTime64(6, 'UTC')}}
+        )""",
+        parameters={"since": since},
+    ).result_rows[0]
+    return int(count), (round(float(mean_ms) / 1000, 3) if count else None)
+
+
+def entries(client: Client, incident_id: str) -> list[LogEntry]:
+    """The incident's log rows in order."""
+    result = client.query(
+        f"""SELECT transition, state, kind, actor, reason, at, seq, replay_id, details
+            FROM {INCIDENT_LOG_TABLE} FINAL WHERE incident_id = {{id:String}} ORDER BY seq""",
+        parameters={"id": incident_id},
+    )
+    return [
+        LogEntry(
+            transition=TransitionType(row["transition"]),
+            state=State(row["state"]) if row["state"] else None,
+            kind=row["kind"],
+            actor=row["actor"],
+            reason=row["reason"],
+            at=row["at"],
+            seq=int(row["seq"]),
+            replay_id=row["replay_id"],
+            details=json.loads(row["details"]) if row["details"] else {},
+        )
+        for row in result.named_results()
+    ]
+
+
+# --- incident heads, for the engine -------------------------------------------------------
+
+#: Transitions after which an incident is in a new state (``state_since``).
+_STATE_CHANGES_SQL = ", ".join(
+    f"'{t.value}'"
+    for t in (
+        TransitionType.OPENED,
+        TransitionType.REOPENED,
+        TransitionType.RESOLVED,
+        TransitionType.IGNORED,
+        TransitionType.ACKNOWLEDGED,
+        TransitionType.REPROCESS_REQUESTED,
+        TransitionType.REPROCESS_FAILED,
+    )
+)
+
+
+def heads_select(condition: str) -> str:
+    """The head (:class:`IncidentHead`) of every incident whose log rows match ``condition``."""
+    return f"""
+        SELECT
+            incident_id,
+            {CURRENT_STATE_SQL} AS state,
+            {CURRENT_KIND_SQL} AS kind,
+            maxIf(at, transition IN ({_STATE_CHANGES_SQL})) AS state_since,
+            min(at) AS opened_at,
+            -- log.state: the stored column, not the alias `state` above
+            groupUniqArrayIf(cause, log.state != '') AS causes,
+            groupUniqArrayIf(cause, log.state = '') AS audited,
+            argMaxIf(replay_id, seq, transition = 'reprocess_requested') AS reprocess_replay_id
+        FROM {INCIDENT_LOG_TABLE} AS log FINAL
+        WHERE {condition}
+        GROUP BY incident_id
+    """
+
+
+def head_from_row(row: dict[str, Any], prefix: str = "") -> IncidentHead:
+    """An :class:`IncidentHead` from a row of :func:`heads_select` (columns maybe prefixed)."""
+    return IncidentHead(
+        incident_id=row["incident_id"],
+        state=State(row[f"{prefix}state"]),
+        kind=row[f"{prefix}kind"],
+        state_since=row[f"{prefix}state_since"],
+        opened_at=row[f"{prefix}opened_at"],
+        causes=frozenset(row[f"{prefix}causes"]),
+        audited=frozenset(row[f"{prefix}audited"]),
+        replay_id=row[f"{prefix}replay_id" if prefix else "reprocess_replay_id"],
+    )
+
+
+# --- reprocess dispatch state ---------------------------------------------------------------
+
+
+def reprocess_state(client: Client, incident_id: str) -> tuple[str, str]:
+    """The incident's current state and the replay id of its latest reprocess request."""
+    row = client.query(
+        f"""SELECT {CURRENT_STATE_SQL}, argMaxIf(replay_id, seq, transition = 'reprocess_requested')
+            FROM {INCIDENT_LOG_TABLE} FINAL WHERE incident_id = {{id:String}}""",
+        parameters={"id": incident_id},
+    ).result_rows[0]
+    return str(row[0]), str(row[1])
+
+
+def reprocessing(client: Client) -> list[tuple[str, str]]:
+    """``(incident id, replay id)`` of every incident whose reprocess is in flight."""
+    rows = client.query(
+        f"""SELECT incident_id, argMaxIf(replay_id, seq, transition = 'reprocess_requested')
+            FROM {INCIDENT_LOG_TABLE} FINAL GROUP BY incident_id HAVING {CURRENT_STATE_SQL} = 'reprocessing'"""
+    ).result_rows
+    return [(str(incident_id), str(replay_id)) for incident_id, replay_id in rows]
+
+
+_TRANSITION_COLUMNS = """seq, incident_id, transition, state, kind, actor, reason, cause, at, replay_id,
+    project, stripe_event_id, effect, event_type, service"""
+
+
+def _logged(row: dict[str, Any], details: dict[str, Any] | None = None) -> LoggedTransition:
+    return LoggedTransition(
+        seq=int(row["seq"]),
+        transition=Transition(
+            incident_id=row["incident_id"],
+            identity=ExpectationIdentity(
+                row["project"], row["stripe_event_id"], row["effect"], row["event_type"], row["service"]
+            ),
+            transition=TransitionType(row["transition"]),
+            state=State(row["state"]) if row["state"] else None,
+            kind=row["kind"],
+            actor=row["actor"],
+            reason=row["reason"],
+            cause=row["cause"],
+            at=row["at"],
+            replay_id=row["replay_id"],
+            details=details or {},
+        ),
+    )
+
+
+def rows_of_replay(client: Client, incident_id: str, replay_id: str) -> list[LoggedTransition]:
+    """The log rows of one reprocess (its request and callback attempts, with details), in order."""
+    result = client.query(
+        f"""SELECT {_TRANSITION_COLUMNS}, details FROM {INCIDENT_LOG_TABLE} FINAL
+            WHERE incident_id = {{id:String}} AND replay_id = {{replay:String}} ORDER BY seq""",
+        parameters={"id": incident_id, "replay": replay_id},
+    )
+    return [_logged(row, json.loads(row["details"]) if row["details"] else {}) for row in result.named_results()]
+
+
+# --- following the log: the feed and alert progress -----------------------------------------
+
+
+def feed_after(client: Client, seq: int, types: Sequence[TransitionType], limit: int) -> list[LoggedTransition]:
+    """Up to ``limit`` transitions of the given types with ``seq`` above ``seq``, in ``seq``
+    order (the same transition may appear twice when it was written twice: callers dedupe by
+    ``transition_id``)."""
+    result = client.query(
+        f"""SELECT {_TRANSITION_COLUMNS} FROM {LOG_FEED_TABLE}
+            WHERE seq > {{seq:UInt64}} AND transition IN {{types:Array(String)}}
+            ORDER BY seq LIMIT {{limit:UInt32}}""",
+        parameters={"seq": seq, "types": [t.value for t in types], "limit": limit},
+    )
+    return [_logged(row) for row in result.named_results()]
+
+
+def latest_seq(client: Client) -> int:
+    """The highest ``seq`` in the feed (0 when it is empty)."""
+    return int(client.query(f"SELECT max(seq) FROM {LOG_FEED_TABLE}").result_rows[0][0])
+
+
+@dataclass(frozen=True)
+class AlertProgress:
+    """What the log says about one notification: its last attempt."""
+
+    attempt: int
+    outcome: str  # delivered | retrying | rejected | gave_up
+    at: datetime
+    next_delay_s: float | None  # when retrying: the wait it asked for before the next attempt
+
+
+def alert_progress(client: Client, incident_ids: Sequence[str]) -> dict[str, AlertProgress]:
+    """The last recorded attempt of every notification about these incidents, by alert id
+    (attempt rows carry ``<alert id>#<attempt>`` as their cause)."""
+    if not incident_ids:
+        return {}
+    result = client.query(
+        f"""SELECT cause, JSONExtractString(details, 'outcome'), at,
+                   JSONExtract(details, 'next_delay_s', 'Nullable(Float64)')
+            FROM {INCIDENT_LOG_TABLE} FINAL
+            WHERE incident_id IN {{ids:Array(String)}} AND transition = 'alert_attempt'""",
+        parameters={"ids": list(set(incident_ids))},
+    )
+    progress: dict[str, AlertProgress] = {}
+    for cause, outcome, at, next_delay_s in result.result_rows:
+        alert, _, number = str(cause).rpartition("#")
+        if not number.isdigit():
+            continue
+        known = progress.get(alert)
+        if known is None or int(number) > known.attempt:
+            progress[alert] = AlertProgress(int(number), str(outcome), at, next_delay_s)
+    return progress
