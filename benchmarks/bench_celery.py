@@ -44,7 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fw-bench-celery-"))
     redis_server = RedisServer(workdir).start()
-    server = ServeProcess(data_dir=workdir / "serve", log_path=workdir / "serve.log")
+    # The key's project owns the bench app's service (celery_bench_app.py's service_name).
+    server = ServeProcess(data_dir=workdir / "serve", log_path=workdir / "serve.log", services=("celery-bench",))
     server.extra_args = ("--log-level", "warning")
     worker = None
     try:

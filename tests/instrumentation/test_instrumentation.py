@@ -54,6 +54,32 @@ def test_receipt_from_a_webhook_dict_carries_the_event_and_its_deadline(spans) -
     assert datetime.fromisoformat(str(attributes[v.FULFILLMENT_DUE_AT]).replace("Z", "+00:00")) <= handle.due_at
 
 
+def test_due_at_text_is_each_receipts_own_deadline_to_the_second(spans) -> None:  # type: ignore[no-untyped-def]
+    # The text is cached per second (hot path): receipts with other deadlines must not share it.
+    handles = [fw.record_receipt(_event(), timeout=timedelta(minutes=m)) for m in (10, 20, 10)]
+    texts = [dict(s.attributes or {})[v.FULFILLMENT_DUE_AT] for s in spans.get_finished_spans()]
+    for handle, text in zip(handles, texts, strict=True):
+        assert handle.due_at is not None
+        assert text == handle.due_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert texts[0] != texts[1]
+
+
+def test_read_only_mappings_work_like_dicts(spans) -> None:  # type: ignore[no-untyped-def]
+    # Plain dicts take a fast path; any other Mapping (a frozen copy, a framework's type) still works.
+    from types import MappingProxyType
+
+    event = _event()
+    obj = MappingProxyType(event["data"]["object"])
+    frozen = MappingProxyType({**event, "data": MappingProxyType({"object": obj})})
+    carrier = fw.record_receipt(frozen).carrier()
+    with fw.fulfillment(event["id"], receipt=MappingProxyType(carrier)):
+        pass
+    receipt, result = spans.get_finished_spans()
+    assert dict(receipt.attributes or {})[v.STRIPE_CUSTOMER] == "cus_QXg1o8vcGmoR32"
+    assert [link.context.span_id for link in result.links] == [receipt.context.span_id]
+    assert dict(result.attributes or {})[v.STRIPE_EVENT_TYPE] == "invoice.paid"
+
+
 def test_receipt_accepts_a_stripe_event_object_and_an_id_with_type(spans) -> None:  # type: ignore[no-untyped-def]
     event = stripe.Event.construct_from(_event("checkout.session.completed"), "sk_test_x")
     fw.record_receipt(event, effect="unlock_access")

@@ -57,8 +57,10 @@ def _as_mapping(event: object) -> Mapping[str, Any] | None:
 
 
 def _str_or_none(value: object) -> str | None:
-    if isinstance(value, str) and value:
-        return value
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
     if isinstance(value, Mapping):  # an expanded object: keep its id
         inner = value.get("id")
         return inner if isinstance(inner, str) and inner else None
@@ -66,6 +68,8 @@ def _str_or_none(value: object) -> str | None:
 
 
 def _int_or_none(value: object) -> int | None:
+    if type(value) is int:  # the common case; bool is an int subclass and is excluded
+        return value
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -88,7 +92,8 @@ def event_info(event: object, event_type: str | None = None) -> EventInfo:
         if not event:
             raise ValueError("the Stripe event id is empty")
         return EventInfo(id=event, type=event_type or "")
-    data = _as_mapping(event)
+    # Every webhook goes through here: plain dicts (the common case) skip the ABC checks.
+    data = event if type(event) is dict else _as_mapping(event)
     if data is None:
         raise TypeError(
             "event must be a stripe.Event, the webhook's parsed JSON (a dict) or an event id "
@@ -101,8 +106,9 @@ def event_info(event: object, event_type: str | None = None) -> EventInfo:
     resolved_type = event_type or (found_type if isinstance(found_type, str) else "")
     livemode = data.get("livemode")
     payload = data.get("data")
-    obj = payload.get("object") if isinstance(payload, Mapping) else None
-    obj = obj if isinstance(obj, Mapping) else {}
+    obj = payload.get("object") if type(payload) is dict or isinstance(payload, Mapping) else None
+    if type(obj) is not dict and not isinstance(obj, Mapping):
+        obj = {}
     currency = obj.get("currency")
     return EventInfo(
         id=event_id,

@@ -136,6 +136,28 @@ def _emit_receipt(info: EventInfo, effect: str | None, timeout: float | timedelt
     return handle
 
 
+class _DueAtFormatter:
+    """``fulfillment.due_at`` text for a Unix time. Webhooks arrive many per second, and the
+    text changes once a second: formatting it again each time cost more than a span attribute."""
+
+    __slots__ = ("_cached",)
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, str] = (-1, "")
+
+    def __call__(self, timestamp: float) -> str:
+        second = int(timestamp)
+        cached = self._cached  # one read of one tuple: threads never see a torn pair
+        if cached[0] == second:
+            return cached[1]
+        text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        self._cached = (second, text)
+        return text
+
+
+_due_at_text = _DueAtFormatter()
+
+
 def start_receipt_span(
     info: EventInfo, effect: str | None, timeout: float | timedelta | None
 ) -> tuple[Span, ReceiptHandle]:
@@ -151,7 +173,7 @@ def start_receipt_span(
     due = time.time() + timeout_s
     attributes = info.span_attributes()
     attributes[v.FULFILLMENT_TIMEOUT_S] = round(timeout_s) if timeout_s >= 1 else timeout_s
-    attributes[v.FULFILLMENT_DUE_AT] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))
+    attributes[v.FULFILLMENT_DUE_AT] = _due_at_text(due)
     if effect:
         attributes[v.FULFILLMENT_EFFECT] = effect
     span = _runtime.tracer().start_span(v.RECEIPT_SPAN, kind=SpanKind.INTERNAL, attributes=attributes)
@@ -164,7 +186,13 @@ def receipt_reference(
     """The receipt's span context, effect and event type from a handle or a carrier dict."""
     if receipt is None:
         return None, None, None
-    if type(receipt) is not dict and isinstance(receipt, ReceiptHandle):
+    if type(receipt) is dict:  # a carrier that travelled with the job: the common case
+        return (
+            parse_traceparent(receipt.get(_TRACEPARENT, "")),
+            receipt.get(v.CARRIER_EFFECT) or None,
+            receipt.get(v.CARRIER_EVENT_TYPE) or None,
+        )
+    if isinstance(receipt, ReceiptHandle):
         return receipt.span_context, receipt.effect or None, receipt.event_type or None
     if not isinstance(receipt, Mapping):
         _logger.warning("fulfillwatch: receipt= must be a ReceiptHandle or its carrier() dict")

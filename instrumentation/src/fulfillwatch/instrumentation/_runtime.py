@@ -113,6 +113,11 @@ def safely(function: Callable[..., _T], fallback: _T, /, *args: Any, **kwargs: A
     """
     try:
         return function(*args, **kwargs)
-    except Exception:  # the whole point is to never propagate
-        _logger.exception("fulfillwatch: internal error in %s (ignored)", getattr(function, "__name__", function))
+    except Exception:  # noqa: BLE001 - reported below; the whole point is to never propagate
+        report_internal_error(function)
         return fallback
+
+
+def report_internal_error(function: Callable[..., object]) -> None:
+    """Log the exception being handled as an internal error of ``function`` (ignored)."""
+    _logger.exception("fulfillwatch: internal error in %s (ignored)", getattr(function, "__name__", function))
