@@ -6,40 +6,23 @@ import random
 from datetime import datetime, timedelta, timezone
 
 from fulfillwatch.collector_processor.migrations import apply_migrations
-from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS, Signal, insert_signals, micros
+from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS, Signal, insert_signals
 from fulfillwatch.collector_processor.store import Store, parse_dsn
 from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
 from fulfillwatch.incident_engine.detection.engine_state import Watermarks, load_watermarks, save_watermarks
 from fulfillwatch.incident_engine.detection.expectations import Window, evaluate_window, expectations_of_event
 from fulfillwatch.incident_engine.model.status import Health, assess
 from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS
+from support.signals import receipt_signal, result_signal
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
 TIMEOUT = timedelta(minutes=30)
 
 
 def _now(store: Store) -> datetime:
     now: datetime = store.client("test").query("SELECT now64(6, 'UTC')").result_rows[0][0]
     return now
-
-
-def _receipt(event_id: str, at: datetime, due: datetime) -> Signal:
-    return Signal(f"r-{event_id}", "receipt", event_id, micros(at), event_type="invoice.paid", due_at=micros(due))
-
-
-def _result(event_id: str, at: datetime, outcome: str, n: int = 0, replay_id: str = "") -> Signal:
-    failed = outcome == "failure"
-    return Signal(
-        f"x-{event_id}-{n}",
-        "result",
-        event_id,
-        micros(at),
-        event_type="invoice.paid",
-        outcome=outcome,
-        error_type="TenantNotFound" if failed else "",
-        error_message="no tenant" if failed else "",
-        replay_id=replay_id,
-    )
 
 
 def test_the_sql_prefilter_never_hides_an_expectation_that_needs_an_incident(store: Store) -> None:
@@ -50,10 +33,10 @@ def test_the_sql_prefilter_never_hides_an_expectation_that_needs_an_incident(sto
         event_id = f"evt_mix{n}"
         start = now - timedelta(minutes=rng.uniform(0, 120))
         if rng.random() < 0.8:
-            signals.append(_receipt(event_id, start, start + timedelta(minutes=rng.choice([1, 30, 90]))))
+            signals.append(receipt_signal(event_id, start, start + timedelta(minutes=rng.choice([1, 30, 90]))))
         for k in range(rng.choice([0, 0, 1, 2, 3])):
             outcome = rng.choice(["success", "failure", "skipped"])
-            signals.append(_result(event_id, start + timedelta(seconds=10 * (k + 1)), outcome, k))
+            signals.append(result_signal(event_id, start + timedelta(seconds=10 * (k + 1)), outcome, k))
     insert_signals(store.client("test"), signals)
     insert_signals(store.client("test"), signals[::3])  # some replayed rows, not merged yet
 
@@ -72,10 +55,10 @@ def test_a_failure_opens_once_and_a_success_resolves(store: Store) -> None:
     engine = Engine(store, EngineSettings())
     now = _now(store)
     client = store.client("test")
-    insert_signals(client, [_receipt("evt_a", now, now + TIMEOUT), _result("evt_a", now, "failure")])
+    insert_signals(client, [receipt_signal("evt_a", now, now + TIMEOUT), result_signal("evt_a", now, "failure")])
     assert engine.tick().transitions == 1
     assert engine.tick().transitions == 0
-    insert_signals(client, [_result("evt_a", now + timedelta(seconds=1), "success", 1, replay_id="rpl_1")])
+    insert_signals(client, [result_signal("evt_a", now + timedelta(seconds=1), "success", 1, replay_id="rpl_1")])
     assert engine.tick().transitions == 1
     rows = client.query("SELECT transition, state, reason FROM fw_incident_log FINAL ORDER BY seq").result_rows
     assert rows == [
@@ -119,7 +102,7 @@ def test_the_migration_backfills_signals_stored_before_it(chdb_dir: str) -> None
     client = early.client("test")
     apply_migrations(client, SIGNAL_MIGRATIONS)  # a collector that ran before the engine
     now = _now(early)
-    insert_signals(client, [_receipt("evt_b", now, now + TIMEOUT), _result("evt_b", now, "failure")])
+    insert_signals(client, [receipt_signal("evt_b", now, now + TIMEOUT), result_signal("evt_b", now, "failure")])
     assert "engine/0003_expectation_tables" in apply_migrations(client, ENGINE_MIGRATIONS)
     [expectation] = expectations_of_event(client, "evt_b")
     assert expectation.last_result is not None and expectation.last_result.outcome == "failure"

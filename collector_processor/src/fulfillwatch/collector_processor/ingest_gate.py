@@ -46,7 +46,7 @@ class IngestLimits:
     #: REST bodies: one small JSON document.
     max_rest_body_bytes: int = 64 * 1024
     #: Bytes of requests in progress at once (read, decoded, being stored).
-    inflight_bytes: int = 48 * 1024 * 1024
+    inflight_bytes: int = 32 * 1024 * 1024
     #: The whole body must arrive within this many seconds.
     body_timeout_s: float = 30.0
     #: What 429 and 503 answers ask senders to wait.

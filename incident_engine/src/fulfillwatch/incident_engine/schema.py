@@ -8,13 +8,23 @@
   create a duplicate that reads (``FINAL``) can see.
 * ``fw_log_feed`` — the log's rows again, ordered by ``seq`` and kept for 30 days: followers
   of the log (the alert sender) read what is new by a primary-key range, not a scan.
+* ``fw_active_incidents`` — the current summary of every incident that is still open,
+  acknowledged or reprocessing (``EmbeddedRocksDB``, keyed by incident id): what listings of
+  active incidents and the dispatcher's resume read, sized by what is live, not by history.
+  Kept in step with the log by :mod:`.incidents.active_incidents`.
+* ``fw_open_expectations`` — expectations still waiting for a success (from their receipt, or
+  a skipped result, until a success or their deadline's evaluation), ``EmbeddedRocksDB`` keyed
+  by incident id, kept by the engine from the arrivals it reads anyway (a view writing it at
+  ingest made every stored span ~40 % dearer). With ``fw_active_incidents`` it is the live set
+  a tick consults instead of the history.
 * ``fw_engine_state`` — watermarks, heartbeat, lease and followers' positions;
   ``fw_bulk_jobs`` — bulk reprocess progress.
 * Three tables fed by materialized views on ``fw_signals``, so that one evaluation costs what
   the window holds, not what the history holds:
 
-  - ``fw_arrivals`` (ordered by ``ingested_at``) and ``fw_deadlines`` (ordered by deadline):
-    which expectations a window touches, by a primary-key range read;
+  - ``fw_arrivals`` (ordered by ``ingested_at``; what arrived: signal, outcome, the deadline it
+    sets) and ``fw_deadlines`` (ordered by deadline): which expectations a window touches, by
+    a primary-key range read;
   - ``fw_expectations`` (``AggregatingMergeTree``, one row per expectation after merges): the
     summary of an expectation's signals, read by key. Every aggregate in it is insensitive
     to duplicates (min, max), so replayed signals change nothing. (The list of an
@@ -27,6 +37,7 @@ The point lookups use a small index granularity: a key read touches 256 rows, no
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from clickhouse_connect.driver.client import Client
 
@@ -43,6 +54,8 @@ DEADLINES_TABLE = "fw_deadlines"
 EXPECTATIONS_TABLE = "fw_expectations"
 BULK_JOBS_TABLE = "fw_bulk_jobs"
 LOG_FEED_TABLE = "fw_log_feed"
+ACTIVE_INCIDENTS_TABLE = "fw_active_incidents"
+OPEN_EXPECTATIONS_TABLE = "fw_open_expectations"
 #: Days the feed keeps rows: followers further behind than that start from what is left.
 LOG_FEED_DAYS = 30
 
@@ -337,6 +350,112 @@ ENGINE_MIGRATIONS += (
             """,
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_log_feed_mv TO {LOG_FEED_TABLE} AS "
             f"SELECT {_FEED_COLUMNS} FROM {INCIDENT_LOG_TABLE}",
+        ),
+    ),
+)
+
+
+def _backfill_active_incidents(client: Client) -> None:
+    # Imported here: those modules read this one's table names at import time.
+    from fulfillwatch.incident_engine.detection.engine_state import save_active_incidents_position
+    from fulfillwatch.incident_engine.incidents.active_incidents import rebuild
+
+    save_active_incidents_position(client, rebuild(client))
+
+
+ENGINE_MIGRATIONS += (
+    Migration(
+        # The incidents still open, acknowledged or being reprocessed, one row each, keyed for
+        # point reads and deletes (a key-value table: it holds what is live, never the history).
+        "engine/0007_active_incidents",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {ACTIVE_INCIDENTS_TABLE} (
+                incident_id String,
+                state LowCardinality(String),
+                kind LowCardinality(String),
+                project LowCardinality(String),
+                stripe_event_id String,
+                event_type LowCardinality(String),
+                effect LowCardinality(String),
+                service LowCardinality(String),
+                opened_at DateTime64(6, 'UTC'),
+                updated_at DateTime64(6, 'UTC'),
+                reason String,
+                replay_id String
+            )
+            ENGINE = EmbeddedRocksDB
+            PRIMARY KEY incident_id
+            """,
+            _backfill_active_incidents,
+        ),
+    ),
+)
+
+
+#: Arrivals say what arrived, so a tick can tell a routine receipt or success (nothing to decide)
+#: from what needs a look, without reading the expectation's history. ``due_at`` is the deadline
+#: the signal sets: a receipt's, or for a skipped result the time it was seen (the default
+#: timeout, a setting, is added when it is read — as in ``fw_deadlines``).
+_ARRIVAL_ROWS_WITH_SIGNAL = f"""
+    SELECT ingested_at, project, stripe_event_id, effect, signal, outcome,
+           multiIf(signal = 'receipt', due_at, outcome = 'skipped', at, {EPOCH_SQL}) AS due_at
+    FROM {SIGNALS_TABLE}"""
+
+
+def rebuild_open_expectations(client: Client) -> None:
+    """Derive ``fw_open_expectations`` from the expectations' summaries: those whose deadline
+    may still come (after the engine's due watermark, with a margin) and which have no success
+    yet. Extra rows only cost one evaluation each. (The migration that creates the table, and
+    benchmarks that load signals without running the engine.)"""
+    # Imported here: that module reads this one's table names at import time.
+    from fulfillwatch.incident_engine.detection.engine_state import load_watermarks
+
+    horizon = load_watermarks(client).due - timedelta(hours=1)
+    client.command(f"TRUNCATE TABLE {OPEN_EXPECTATIONS_TABLE}")
+    client.command(
+        f"""
+        INSERT INTO {OPEN_EXPECTATIONS_TABLE}
+        SELECT {INCIDENT_ID_SQL}, if(receipt_at < {NEVER_SQL}, due_at, first_at)
+        FROM (
+            SELECT project, stripe_event_id, effect, min(receipt_at) AS receipt_at, min(due_at) AS due_at,
+                   min(first_at) AS first_at, max(last_result) AS last_result, max(has_skipped) AS has_skipped
+            FROM {EXPECTATIONS_TABLE}
+            GROUP BY project, stripe_event_id, effect
+        )
+        WHERE tupleElement(last_result, 3) != 'success'
+          AND (receipt_at < {NEVER_SQL} OR has_skipped)
+          -- a skipped result falls due a default timeout after it was seen: 30 days covers any
+          AND if(receipt_at < {NEVER_SQL}, due_at, first_at + toIntervalDay(30)) > {{horizon:DateTime64(6, 'UTC')}}
+        """,
+        parameters={"horizon": horizon},
+    )
+
+
+ENGINE_MIGRATIONS += (
+    Migration(
+        # Hot state for detection: what arrived (signal, outcome, deadline) and which
+        # expectations are still open, so that a tick reads its window and the live set, not
+        # the history. fw_open_expectations is a key-value table: point reads and deletes.
+        "engine/0008_open_expectations",
+        (
+            f"ALTER TABLE {ARRIVALS_TABLE} ADD COLUMN IF NOT EXISTS signal LowCardinality(String) DEFAULT ''",
+            f"ALTER TABLE {ARRIVALS_TABLE} ADD COLUMN IF NOT EXISTS outcome LowCardinality(String) DEFAULT ''",
+            f"ALTER TABLE {ARRIVALS_TABLE} ADD COLUMN IF NOT EXISTS due_at DateTime64(6, 'UTC') DEFAULT {EPOCH_SQL}",
+            # The new view first, then the old one dropped: an arrival read twice is harmless,
+            # one never written is not.
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_arrivals_signal_mv TO {ARRIVALS_TABLE} "
+            f"AS {_ARRIVAL_ROWS_WITH_SIGNAL}",
+            "DROP VIEW IF EXISTS fw_arrivals_mv",
+            f"""
+            CREATE TABLE IF NOT EXISTS {OPEN_EXPECTATIONS_TABLE} (
+                incident_id String,
+                due_at DateTime64(6, 'UTC')
+            )
+            ENGINE = EmbeddedRocksDB
+            PRIMARY KEY incident_id
+            """,
+            rebuild_open_expectations,
         ),
     ),
 )

@@ -102,7 +102,7 @@ class ServerSettings(BaseSettings):
         default_factory=dict, description="Older form: a project with one REST key (see projects, ingest_keys)"
     )
     ingest_inflight_bytes: int = Field(
-        48 * 1024 * 1024, gt=0, description="Request bytes being read, decoded and stored at once (429 beyond)"
+        32 * 1024 * 1024, gt=0, description="Request bytes being read, decoded and stored at once (429 beyond)"
     )
     ingest_body_timeout_s: float = Field(30.0, gt=0, le=600, description="The whole request body must arrive within")
     max_connections: int = Field(512, ge=8, description="Open connections per listener (503 beyond)")

@@ -6,11 +6,16 @@ Each tick looks only at what can have changed since the previous one (deadlines 
   a concurrent insert may become visible after a later-stamped one), and
 * expectations whose deadline passed since the due watermark.
 
-For those it reads the summary of *all* their signals and their incident head in one query,
-asks :func:`~.status.assess` and :func:`~.transitions.plan` what to append, appends it, then
-advances the watermarks and writes a heartbeat. Its cost follows the traffic of the window,
-not the size of the history. A failure result wakes the engine at once (``wake()``), so
-``result_failed`` incidents open within a second of the span arriving.
+Of those, only the ones that may need a transition are looked at closely: what arrived that is
+not routine (a failure, a skipped result, anything about an incident still active) and the
+deadlines of expectations still open (no success yet) — decided from the window's rows and two
+key-value tables of what is live (``fw_active_incidents``, ``fw_open_expectations``). For
+them it reads the summary of *all* their signals and their incident head in one query, asks
+:func:`~.status.assess` and :func:`~.transitions.plan` what to append, appends it, forgets
+the expectations the window settled, then advances the watermarks and writes a heartbeat. Its
+cost follows the window and what needs deciding, not the size of the history. A failure
+result wakes the engine at once (``wake()``), so ``result_failed`` incidents open within a
+second of the span arriving.
 """
 
 from __future__ import annotations
@@ -34,13 +39,22 @@ from fulfillwatch.incident_engine.detection.engine_state import (
     Clock,
     Heartbeat,
     Watermarks,
+    load_active_incidents_position,
     load_watermarks,
-    save_heartbeat,
-    save_watermarks,
+    save_active_incidents_position,
+    save_tick,
     store_now,
 )
-from fulfillwatch.incident_engine.detection.expectations import Window, evaluate_window, next_data
+from fulfillwatch.incident_engine.detection.expectations import evaluate, next_data
 from fulfillwatch.incident_engine.detection.lease import EngineLease
+from fulfillwatch.incident_engine.detection.window import (
+    Window,
+    live_membership,
+    needing_decision,
+    touched,
+    update_open_set,
+)
+from fulfillwatch.incident_engine.incidents import active_incidents
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
 from fulfillwatch.incident_engine.model.status import assess
 from fulfillwatch.incident_engine.model.transitions import Transition, plan
@@ -109,6 +123,7 @@ class Engine:
         self.last_report: TickReport | None = None
         #: ``time.monotonic()`` when the last tick completed (readiness: is the engine fresh?).
         self.last_completed: float | None = None
+        self._active_follower: active_incidents.FeedFollower | None = None
 
     def is_leader(self) -> bool:
         """Whether this engine does the single-process work now: always without a lease (one
@@ -133,15 +148,20 @@ class Engine:
             now=now,
             default_timeout=default_timeout,
         )
-        pairs = evaluate_window(client, window)
+        # Settled first: candidates are chosen by what fw_active_incidents says is active.
+        self._catch_up_active_incidents(client)
+        touches = touched(client, window)
+        live = live_membership(client, touches)
+        pairs = evaluate(client, window, needing_decision(window, touches, live))
         transitions: list[Transition] = []
         for expectation, head in pairs:
             transitions.extend(plan(expectation, head, assess(expectation, now, default_timeout), now))
         self.journal.append(transitions, purpose="engine")
-        save_watermarks(client, Watermarks(ingested=window.until, due=window.due_until))
+        update_open_set(client, window, touches, live)
         duration = time.perf_counter() - started
-        save_heartbeat(
+        save_tick(
             client,
+            Watermarks(ingested=window.until, due=window.due_until),
             Heartbeat(
                 engine_id=self.engine_id,
                 at=now + timedelta(seconds=duration),
@@ -161,6 +181,16 @@ class Engine:
             )
         return report
 
+    def _catch_up_active_incidents(self, client: Client) -> None:
+        """Settle ``fw_active_incidents`` for what other writers changed (see
+        :mod:`~..incidents.active_incidents`); the position is kept across ticks and restarts."""
+        if self._active_follower is None:
+            self._active_follower = active_incidents.FeedFollower(load_active_incidents_position(client))
+        before = self._active_follower.position
+        position = self._active_follower.catch_up(client)
+        if position != before:
+            save_active_incidents_position(client, position)
+
     def _import(self) -> None:
         """Bring in signals from other tables first, so this tick evaluates them."""
         for importer in self.importers:
@@ -178,7 +208,9 @@ class Engine:
         step = timedelta(seconds=self.settings.max_window_s)
         if now - marks.ingested <= step and now - marks.due <= step:
             return marks
-        next_signal, next_deadline = next_data(client, marks.ingested, marks.due)
+        next_signal, next_deadline = next_data(
+            client, marks.ingested, marks.due, timedelta(seconds=self.settings.default_timeout_s)
+        )
         just_before = timedelta(microseconds=1)
         ingested = min(now, next_signal - just_before) if next_signal is not None else now
         due = min(now, next_deadline - just_before) if next_deadline is not None else now

@@ -68,11 +68,16 @@ def read_state(client: Client, key: str) -> dict[str, Any] | None:
 
 def write_state(client: Client, key: str, value: dict[str, Any], at: datetime) -> None:
     """Store a new JSON value under ``key`` (the latest write wins)."""
+    write_states(client, [(key, value, at)])
+
+
+def write_states(client: Client, entries: list[tuple[str, dict[str, Any], datetime]]) -> None:
+    """Store several ``(key, value, at)`` in one insert (each insert costs milliseconds)."""
     # The version, not the time written, decides which row FINAL keeps: a watermark moved back
     # on purpose (a re-evaluation) must win over a later-stamped older one.
     client.insert(
         ENGINE_STATE_TABLE,
-        [[key, json.dumps(value), next_seq(), at]],
+        [[key, json.dumps(value), next_seq(), at] for key, value, at in entries],
         column_names=["key", "value", "version", "updated_at"],
     )
 
@@ -88,15 +93,23 @@ def load_watermarks(client: Client) -> Watermarks:
     )
 
 
+def _watermarks_entry(marks: Watermarks) -> tuple[str, dict[str, Any], datetime]:
+    return _WATERMARKS, {"ingested": marks.ingested.isoformat(), "due": marks.due.isoformat()}, marks.ingested
+
+
 def save_watermarks(client: Client, marks: Watermarks) -> None:
     """Persist the watermarks."""
-    value = {"ingested": marks.ingested.isoformat(), "due": marks.due.isoformat()}
-    write_state(client, _WATERMARKS, value, marks.ingested)
+    write_states(client, [_watermarks_entry(marks)])
 
 
 def save_heartbeat(client: Client, beat: Heartbeat) -> None:
     """Persist the heartbeat."""
     write_state(client, _HEARTBEAT, beat.to_json(), beat.at)
+
+
+def save_tick(client: Client, marks: Watermarks, beat: Heartbeat) -> None:
+    """Persist a tick's new watermarks and its heartbeat together (one insert)."""
+    write_states(client, [_watermarks_entry(marks), (_HEARTBEAT, beat.to_json(), beat.at)])
 
 
 def load_heartbeat(client: Client) -> Heartbeat | None:
@@ -105,3 +118,17 @@ def load_heartbeat(client: Client) -> Heartbeat | None:
     if value is None:
         return None
     return Heartbeat(**{**value, "at": datetime.fromisoformat(value["at"])})
+
+
+_ACTIVE_INCIDENTS_KEY = "active_incidents_feed"
+
+
+def load_active_incidents_position(client: Client) -> int | None:
+    """The feed ``seq`` up to which ``fw_active_incidents`` is known current (``None``: never)."""
+    stored = read_state(client, _ACTIVE_INCIDENTS_KEY)
+    return int(stored["seq"]) if stored else None
+
+
+def save_active_incidents_position(client: Client, seq: int) -> None:
+    """Record that ``fw_active_incidents`` is current with the feed up to ``seq``."""
+    write_state(client, _ACTIVE_INCIDENTS_KEY, {"seq": seq}, datetime.now(timezone.utc))

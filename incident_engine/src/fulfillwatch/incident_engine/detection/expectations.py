@@ -1,16 +1,15 @@
-"""SQL that summarises expectations and finds those a window touches, for the engine and the API.
+"""SQL that summarises expectations, for the engine (the ones a window needs decided) and the API.
 
 Summaries come from ``fw_expectations`` (see :mod:`.schema`), whose aggregates ignore
 duplicated signals. For expectations that already have an incident, their results are read
 from ``fw_signals`` and de-duplicated by signal id in Python, keeping each signal's first
 ``ingested_at`` (that is what tells a new result from a replayed one). Which expectations one
-evaluation looks at comes from the ``fw_arrivals`` and ``fw_deadlines`` ranges of the window;
-their incidents' heads are joined in (:func:`..incidents.log_reads.heads_select`).
+evaluation reads is :mod:`.window`'s choice; their incidents' heads are joined in
+(:func:`..incidents.log_reads.heads_select`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,6 +17,7 @@ from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
+from fulfillwatch.incident_engine.detection.window import Window, live_membership, needing_decision, touched
 from fulfillwatch.incident_engine.incidents.log_reads import head_from_row, heads_select
 from fulfillwatch.incident_engine.model.status import Expectation, ResultInfo
 from fulfillwatch.incident_engine.model.transitions import IncidentHead
@@ -56,28 +56,15 @@ def _aggregate_select(condition: str) -> str:
 """
 
 
-_CANDIDATE_KEYS = "SELECT stripe_event_id, effect, project FROM candidates"
+_BY_KEYS = "(stripe_event_id, effect, project) IN {keys:Array(Tuple(String, String, String))}"
+# The chosen expectations' summaries and heads, by key (see :mod:`.window` for the choice).
 _EVALUATE = f"""
-    WITH candidates AS (
-        SELECT project, stripe_event_id, effect FROM {ARRIVALS_TABLE}
-        WHERE ingested_at > {{since:DateTime64(6, 'UTC')}} AND ingested_at <= {{until:DateTime64(6, 'UTC')}}
-        UNION DISTINCT
-        SELECT project, stripe_event_id, effect FROM {DEADLINES_TABLE}
-        WHERE kind = 'receipt'
-          AND due_at > {{due_since:DateTime64(6, 'UTC')}} AND due_at <= {{due_until:DateTime64(6, 'UTC')}}
-        UNION DISTINCT
-        -- results without a receipt fall due default_timeout after they were seen
-        SELECT project, stripe_event_id, effect FROM {DEADLINES_TABLE}
-        WHERE kind = 'skipped'
-          AND due_at > {{due_since:DateTime64(6, 'UTC')}} - toIntervalSecond({{default_timeout_s:UInt32}})
-          AND due_at <= {{due_until:DateTime64(6, 'UTC')}} - toIntervalSecond({{default_timeout_s:UInt32}})
-    )
     SELECT agg.*, heads.incident_id != '' AS has_head, heads.state AS head_state,
            heads.kind AS head_kind, heads.state_since AS head_state_since, heads.opened_at AS head_opened_at,
            heads.causes AS head_causes, heads.audited AS head_audited,
            heads.reprocess_replay_id AS head_replay_id
-    FROM ({_aggregate_select(f"(stripe_event_id, effect, project) IN ({_CANDIDATE_KEYS})")}) AS agg
-    LEFT JOIN ({heads_select(f"incident_id IN (SELECT {INCIDENT_ID_SQL} FROM candidates)")}) AS heads
+    FROM ({_aggregate_select(_BY_KEYS)}) AS agg
+    LEFT JOIN ({heads_select("incident_id IN {ids:Array(String)}")}) AS heads
     ON heads.incident_id = agg.incident_id
     -- Only rows that can lead to a transition reach Python: an expectation without incident
     -- whose verdict is healthy or pending cannot (see plan()). This mirrors status.assess as
@@ -88,19 +75,6 @@ _EVALUATE = f"""
            AND if(agg.has_receipt, agg.due_at, agg.first_at + toIntervalSecond({{default_timeout_s:UInt32}}))
                <= {{now:DateTime64(6, 'UTC')}})
 """
-
-
-@dataclass(frozen=True)
-class Window:
-    """What one evaluation looks at: signals stored in ``(since, until]`` and deadlines in
-    ``(due_since, due_until]``; verdicts are taken at ``now``."""
-
-    since: datetime
-    until: datetime
-    due_since: datetime
-    due_until: datetime
-    now: datetime
-    default_timeout: timedelta
 
 
 def _last_result(values: tuple[Any, ...]) -> ResultInfo:
@@ -166,15 +140,16 @@ def _expectation(
     )
 
 
-def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, IncidentHead | None]]:
-    """Every expectation the window touches that may need a transition, with its incident head."""
+def evaluate(client: Client, window: Window, chosen: dict[_Key, str]) -> list[tuple[Expectation, IncidentHead | None]]:
+    """The chosen expectations (key → incident id, see :mod:`.window`) that may need a
+    transition, with their incident heads."""
+    if not chosen:
+        return []
     result = client.query(
         _EVALUATE,
         parameters={
-            "since": window.since,
-            "until": window.until,
-            "due_since": window.due_since,
-            "due_until": window.due_until,
+            "keys": [(event, effect, project) for project, event, effect in chosen],
+            "ids": sorted(set(chosen.values())),
             "now": window.now,
             "default_timeout_s": int(window.default_timeout.total_seconds()),
         },
@@ -191,6 +166,12 @@ def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, I
     ]
 
 
+def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, IncidentHead | None]]:
+    """Every expectation the window touches that may need a transition, with its incident head."""
+    touches = touched(client, window)
+    return evaluate(client, window, needing_decision(window, touches, live_membership(client, touches)))
+
+
 def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectation]:
     """Every expectation of one Stripe event (for the event lookup API; no ``new_results``)."""
     result = client.query(
@@ -200,16 +181,22 @@ def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectat
     return [_expectation(row, [], _FAR_FUTURE, _FAR_FUTURE) for row in result.named_results()]
 
 
-def next_data(client: Client, ingested_after: datetime, due_after: datetime) -> tuple[datetime | None, datetime | None]:
-    """The first ingest time and the first receipt deadline after the given instants (``None``
-    when there is none), so that an engine far behind skips empty stretches in one step."""
+def next_data(
+    client: Client, ingested_after: datetime, due_after: datetime, default_timeout: timedelta
+) -> tuple[datetime | None, datetime | None]:
+    """The first ingest time and the first deadline after the given instants (``None`` when
+    there is none), so that an engine far behind skips empty stretches in one step. Deadlines
+    are receipts' and those of skipped results without a receipt (``default_timeout`` after
+    they were seen), which a jump must not pass over either."""
     ingest = client.query(
         f"SELECT min(ingested_at), count() FROM {ARRIVALS_TABLE} WHERE ingested_at > {{i:DateTime64(6, 'UTC')}}",
         parameters={"i": ingested_after},
     ).result_rows[0]
     due = client.query(
-        f"SELECT min(due_at), count() FROM {DEADLINES_TABLE} "
-        f"WHERE kind = 'receipt' AND due_at > {{d:DateTime64(6, 'UTC')}}",
-        parameters={"d": due_after},
+        f"""SELECT min(if(kind = 'receipt', due_at, due_at + toIntervalSecond({{t:UInt32}}))), count()
+            FROM {DEADLINES_TABLE}
+            WHERE (kind = 'receipt' AND due_at > {{d:DateTime64(6, 'UTC')}})
+               OR (kind = 'skipped' AND due_at > {{d:DateTime64(6, 'UTC')}} - toIntervalSecond({{t:UInt32}}))""",
+        parameters={"d": due_after, "t": int(default_timeout.total_seconds())},
     ).result_rows[0]
     return (ingest[0] if ingest[1] else None), (due[0] if due[1] else None)

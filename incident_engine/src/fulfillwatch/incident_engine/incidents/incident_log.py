@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.store import Store
-from fulfillwatch.incident_engine.model.transitions import Transition
+from fulfillwatch.incident_engine.incidents import active_incidents
+from fulfillwatch.incident_engine.model.transitions import Transition, TransitionType
 from fulfillwatch.incident_engine.schema import INCIDENT_LOG_TABLE
 
 _COLUMNS = [
@@ -83,10 +84,11 @@ Listener = Callable[[Sequence[Transition]], None]
 
 
 class Journal:
-    """The one way transitions are written: append, then tell the listeners (alerts).
+    """The one way transitions are written: append, bring ``fw_active_incidents`` up to date
+    for the incidents written, then tell the listeners (alerts).
 
-    The engine, the API's lifecycle actions and the callback dispatcher all write through it,
-    so that every transition — whoever made it — reaches the same listeners.
+    The engine, the API's lifecycle actions, the callback dispatcher and the alert sender all
+    write through it, so that every transition — whoever made it — reaches the same listeners.
     """
 
     def __init__(self, store: Store) -> None:
@@ -102,6 +104,11 @@ class Journal:
         """Store ``transitions`` (one insert, in order), then notify the listeners."""
         if not transitions:
             return
-        append_transitions(self._store.client(purpose), transitions)
+        client = self._store.client(purpose)
+        append_transitions(client, transitions)
+        # Alert attempts change nothing an incident listing shows; everything else may.
+        active_incidents.refresh(
+            client, (t.incident_id for t in transitions if t.transition is not TransitionType.ALERT_ATTEMPT)
+        )
         for listener in self._listeners:
             listener(transitions)

@@ -7,7 +7,13 @@ apart, so it cannot disagree with the audit trail. Queries are assembled from fi
 strings that carry server-side parameters (``{name:Type}``); no value is ever spliced into SQL.
 
 The feed (``fw_log_feed``) is the same rows in ``seq`` order, for whoever follows the log as it
-grows (the alert sender): a range read by primary key instead of a scan of the log.
+grows (the alert sender, the upkeep of active incidents): a range read by primary key instead
+of a scan of the log.
+
+Listings that ask only for active states (open, acknowledged, reprocessing — the on-call view,
+bulk reprocess, the overview's counts) read ``fw_active_incidents`` instead of aggregating the
+log: the same summary columns, kept in step with the log by :mod:`.active_incidents`, so their
+cost follows how many incidents are live, not how many ever were.
 """
 
 from __future__ import annotations
@@ -22,8 +28,15 @@ from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity, display_effect_sql
 from fulfillwatch.incident_engine.incidents.records import IncidentSummary, LogEntry, LoggedTransition
-from fulfillwatch.incident_engine.model.transitions import IncidentHead, State, Transition, TransitionType
+from fulfillwatch.incident_engine.model.transitions import (
+    ACTIVE_STATES,
+    IncidentHead,
+    State,
+    Transition,
+    TransitionType,
+)
 from fulfillwatch.incident_engine.schema import (
+    ACTIVE_INCIDENTS_TABLE,
     CURRENT_KIND_SQL,
     CURRENT_STATE_SQL,
     INCIDENT_LOG_TABLE,
@@ -61,6 +74,33 @@ def summary_select(where: Sequence[str] = (), having: Sequence[str] = ()) -> str
         GROUP BY incident_id
         HAVING {_all(having)}
     """
+
+
+def active_summary_select(where: Sequence[str] = (), having: Sequence[str] = ()) -> str:
+    """:func:`summary_select`'s columns from ``fw_active_incidents`` (active incidents only)."""
+    return f"""
+        SELECT * FROM (
+            SELECT
+                incident_id AS id,
+                state AS current_state,
+                kind AS current_kind,
+                project AS project_name,
+                stripe_event_id AS event_id,
+                event_type AS type,
+                effect AS stored_effect,
+                service AS service_name,
+                opened_at,
+                updated_at,
+                reason AS last_reason,
+                replay_id AS last_replay_id
+            FROM {ACTIVE_INCIDENTS_TABLE}
+            WHERE {_all(where)}
+        )
+        WHERE {_all(having)}
+    """
+
+
+_ACTIVE_STATE_VALUES = frozenset(state.value for state in ACTIVE_STATES)
 
 
 @dataclass(frozen=True)
@@ -101,6 +141,14 @@ class IncidentFilter:
                 params[name] = value
         return where, having, params
 
+    def summaries(self) -> tuple[str, Params]:
+        """The query of the matching incidents' summaries, and its parameters: from the active
+        incidents when only active states are asked for, else from the whole log."""
+        where, having, params = self.conditions()
+        only_active = bool(self.states) and set(self.states) <= _ACTIVE_STATE_VALUES
+        select = active_summary_select if only_active else summary_select
+        return select(where, having), params
+
 
 @dataclass
 class IncidentPage:
@@ -127,9 +175,9 @@ def _summary(row: dict[str, Any]) -> IncidentSummary:
 
 def list_incidents(client: Client, filters: IncidentFilter, limit: int, offset: int) -> IncidentPage:
     """Incidents matching ``filters``, most recently updated first."""
-    where, having, params = filters.conditions()
+    summaries, params = filters.summaries()
     sql = f"""
-        SELECT *, count() OVER () AS total FROM ({summary_select(where, having)})
+        SELECT *, count() OVER () AS total FROM ({summaries})
         ORDER BY updated_at DESC, id
         LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}
     """
@@ -142,10 +190,8 @@ def list_incidents(client: Client, filters: IncidentFilter, limit: int, offset: 
 
 def count_incidents(client: Client, filters: IncidentFilter) -> int:
     """How many incidents match ``filters``."""
-    where, having, params = filters.conditions()
-    return int(
-        client.query(f"SELECT count() FROM ({summary_select(where, having)})", parameters=params).result_rows[0][0]
-    )
+    summaries, params = filters.summaries()
+    return int(client.query(f"SELECT count() FROM ({summaries})", parameters=params).result_rows[0][0])
 
 
 def get_incident(client: Client, incident_id: str) -> IncidentSummary | None:
@@ -165,9 +211,9 @@ GROUPINGS = {
 def count_by(client: Client, filters: IncidentFilter, grouping: str) -> dict[str, int]:
     """How many incidents match ``filters`` per kind, event type or effect (most first)."""
     column = GROUPINGS[grouping]
-    where, having, params = filters.conditions()
+    summaries, params = filters.summaries()
     rows = client.query(
-        f"SELECT {column}, count() FROM ({summary_select(where, having)}) GROUP BY {column} ORDER BY count() DESC",
+        f"SELECT {column}, count() FROM ({summaries}) GROUP BY {column} ORDER BY count() DESC",
         parameters=params,
     ).result_rows
     return {str(key): int(count) for key, count in rows}
@@ -277,11 +323,8 @@ def reprocess_state(client: Client, incident_id: str) -> tuple[str, str]:
 
 def reprocessing(client: Client) -> list[tuple[str, str]]:
     """``(incident id, replay id)`` of every incident whose reprocess is in flight."""
-    rows = client.query(
-        f"""SELECT incident_id, argMaxIf(replay_id, seq, transition = 'reprocess_requested')
-            FROM {INCIDENT_LOG_TABLE} FINAL GROUP BY incident_id HAVING {CURRENT_STATE_SQL} = 'reprocessing'"""
-    ).result_rows
-    return [(str(incident_id), str(replay_id)) for incident_id, replay_id in rows]
+    page = list_incidents(client, IncidentFilter(states=(State.REPROCESSING.value,)), 1_000_000, 0)
+    return [(incident.id, incident.replay_id) for incident in page.items]
 
 
 _TRANSITION_COLUMNS = """seq, incident_id, transition, state, kind, actor, reason, cause, at, replay_id,
@@ -333,6 +376,16 @@ def feed_after(client: Client, seq: int, types: Sequence[TransitionType], limit:
         parameters={"seq": seq, "types": [t.value for t in types], "limit": limit},
     )
     return [_logged(row) for row in result.named_results()]
+
+
+def changes_after(client: Client, seq: int) -> list[tuple[int, str]]:
+    """``(seq, incident id)`` of every feed row above ``seq`` other than an alert attempt."""
+    rows = client.query(
+        f"""SELECT seq, incident_id FROM {LOG_FEED_TABLE}
+            WHERE seq > {{seq:UInt64}} AND transition != 'alert_attempt' ORDER BY seq""",
+        parameters={"seq": seq},
+    ).result_rows
+    return [(int(row_seq), str(incident_id)) for row_seq, incident_id in rows]
 
 
 def latest_seq(client: Client) -> int:

@@ -1,0 +1,177 @@
+"""Detection from the live set: a tick looks closely only at what may need a transition.
+
+``fw_open_expectations`` holds expectations from their receipt until a success or their
+deadline; ``fw_active_incidents`` the incidents still active. Against the real ClickHouse engine
+(chDB, in this process), with the engine's clock moved by the test: membership follows the
+expectation's life, and over many ticks of random traffic — out-of-order, replayed, late —
+the incidents are exactly those the full history calls for.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from fulfillwatch.collector_processor.signals import (
+    INSERT_COLUMNS,
+    INSERT_SETTINGS,
+    SIGNALS_TABLE,
+    Signal,
+    to_arrow_table,
+)
+from fulfillwatch.collector_processor.store import Store
+from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
+from fulfillwatch.incident_engine.detection.engine_state import Watermarks, save_watermarks, store_now
+from fulfillwatch.incident_engine.detection.expectations import expectations_of_event
+from fulfillwatch.incident_engine.incidents import log_reads
+from fulfillwatch.incident_engine.incidents.signal_reads import signals_of
+from fulfillwatch.incident_engine.model.status import Health, assess
+from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES
+from fulfillwatch.incident_engine.schema import ACTIVE_INCIDENTS_TABLE, OPEN_EXPECTATIONS_TABLE
+from support.signals import receipt_signal, result_signal
+
+TIMEOUT = timedelta(minutes=30)
+
+
+class Clock:
+    """The store's time plus an offset the test grows."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self, client: object) -> datetime:
+        return store_now(client) + self.offset  # type: ignore[arg-type]
+
+
+def _deliver(client: Any, signals: list[Signal], clock: Clock) -> None:
+    """Store signals as if they arrived at the engine clock's "now" (the store would stamp its
+    own time, which the test's clock runs ahead of)."""
+    table = to_arrow_table(signals)
+    now = clock(client)
+    table = table.append_column("ingested_at", pa.array([now] * table.num_rows, pa.timestamp("us", tz="UTC")))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    client.raw_insert(
+        SIGNALS_TABLE,
+        column_names=[*INSERT_COLUMNS, "ingested_at"],
+        insert_block=sink.getvalue().to_pybytes(),
+        fmt="ArrowStream",
+        settings=INSERT_SETTINGS,
+    )
+
+
+def _ids(store: Store, table: str) -> set[str]:
+    return {str(row[0]) for row in store.client("test").query(f"SELECT incident_id FROM {table}").result_rows}
+
+
+def _incident_id(store: Store, event_id: str) -> str:
+    [expectation] = expectations_of_event(store.client("test"), event_id)
+    return expectation.incident_id
+
+
+def _engine(store: Store) -> tuple[Engine, Clock]:
+    clock = Clock()
+    engine = Engine(store, EngineSettings(), clock=clock)
+    now = store_now(store.client("test"))
+    save_watermarks(store.client("test"), Watermarks(now - timedelta(seconds=5), now - timedelta(seconds=5)))
+    return engine, clock
+
+
+def _tick_until_caught_up(engine: Engine) -> None:
+    for _ in range(50):  # a tick covers at most 15 minutes of deadlines
+        if engine.tick().caught_up:
+            return
+    raise AssertionError("the engine did not catch up in 50 ticks")
+
+
+def test_an_expectation_leaves_the_open_set_when_fulfilled_and_keeps_its_timeline(store: Store) -> None:
+    engine, clock = _engine(store)
+    client = store.client("test")
+    now = store_now(client)
+    _deliver(client, [receipt_signal("evt_hot_ok", now, now + TIMEOUT)], clock)
+    engine.tick()
+    expectation = _incident_id(store, "evt_hot_ok")
+    assert expectation in _ids(store, OPEN_EXPECTATIONS_TABLE)  # waiting for its result
+
+    _deliver(client, [result_signal("evt_hot_ok", now + timedelta(seconds=2), "success")], clock)
+    engine.tick()
+    assert expectation not in _ids(store, OPEN_EXPECTATIONS_TABLE)  # fulfilled: out of the live set
+    assert [s.signal for s in signals_of(client, "evt_hot_ok")] == ["receipt", "result"]  # history stays
+    clock.offset = TIMEOUT + timedelta(minutes=1)
+    assert engine.tick().transitions == 0  # its deadline passes unnoticed: nothing to decide
+
+
+def test_a_missed_deadline_moves_to_the_active_incidents_and_a_reopen_comes_back(store: Store) -> None:
+    engine, clock = _engine(store)
+    client = store.client("test")
+    now = store_now(client)
+    _deliver(client, [receipt_signal("evt_hot_late", now, now + TIMEOUT)], clock)
+    engine.tick()
+    incident = _incident_id(store, "evt_hot_late")
+
+    clock.offset = TIMEOUT + timedelta(seconds=10)
+    assert engine.tick().transitions == 1  # result_missing
+    assert incident not in _ids(store, OPEN_EXPECTATIONS_TABLE)
+    assert incident in _ids(store, ACTIVE_INCIDENTS_TABLE)
+
+    _deliver(client, [result_signal("evt_hot_late", now + TIMEOUT + timedelta(seconds=20), "success")], clock)
+    engine.tick()
+    assert log_reads.get_incident(client, incident).state.value == "resolved"  # type: ignore[union-attr]
+    assert incident not in _ids(store, ACTIVE_INCIDENTS_TABLE)
+
+    _deliver(client, [result_signal("evt_hot_late", now + TIMEOUT + timedelta(seconds=30), "failure", 1)], clock)
+    engine.tick()
+    assert log_reads.get_incident(client, incident).state.value == "open"  # type: ignore[union-attr]
+    assert incident in _ids(store, ACTIVE_INCIDENTS_TABLE)  # reopened: live again
+    kinds = [entry.transition.value for entry in log_reads.entries(client, incident)]
+    assert kinds[0] == "opened" and "resolved" in kinds and kinds[-1] == "reopened"
+
+
+@pytest.mark.parametrize("seed", [11, 23])
+def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(store: Store, seed: int) -> None:
+    rng = random.Random(seed)
+    engine, clock = _engine(store)
+    client = store.client("test")
+    start = store_now(client)
+    plans: dict[str, list[Signal]] = {}
+    for n in range(150):
+        event_id = f"evt_hot_mix{n}"
+        first = start + timedelta(minutes=rng.uniform(0, 40))
+        signals: list[Signal] = []
+        if rng.random() < 0.85:
+            due = first + timedelta(minutes=rng.choice([1, 10, 30]))
+            signals.append(receipt_signal(event_id, first, due))
+            if rng.random() < 0.1:  # the webhook retried: a second receipt, later deadline
+                signals.append(receipt_signal(event_id, first + timedelta(seconds=5), due + timedelta(minutes=5), 1))
+        for k in range(rng.choice([0, 1, 1, 2, 3])):
+            at = first + timedelta(minutes=rng.uniform(-2, 45))  # may come before the receipt
+            signals.append(result_signal(event_id, at, rng.choice(["success", "success", "failure", "skipped"]), k))
+        rng.shuffle(signals)  # arrival order is not event order
+        plans[event_id] = signals
+    # Six rounds: each delivers a share of every plan (some twice), then time moves on and the
+    # engine ticks, as it would every few seconds while traffic arrives.
+    for round_number in range(6):
+        batch = [s for signals in plans.values() for i, s in enumerate(signals) if i % 6 == round_number]
+        _deliver(client, batch + batch[::4], clock)
+        clock.offset = timedelta(minutes=10 * (round_number + 1))
+        _tick_until_caught_up(engine)
+    # Every deadline and default timeout has passed; the engine was over 15 minutes behind, so
+    # it also jumps over empty stretches (which must not skip a skipped result's deadline).
+    clock.offset = timedelta(hours=3)
+    _tick_until_caught_up(engine)
+
+    now = clock(client)
+    for event_id in plans:
+        for expectation in expectations_of_event(client, event_id):
+            failing = assess(expectation, now, TIMEOUT).health is Health.FAILING
+            incident = log_reads.get_incident(client, expectation.incident_id)
+            active = incident is not None and incident.state in ACTIVE_STATES
+            assert active == failing, (event_id, incident, plans[event_id])
+    assert _ids(store, OPEN_EXPECTATIONS_TABLE) == set()  # every deadline evaluated: nothing open
+    live = {i.id for i in log_reads.list_incidents(client, log_reads.IncidentFilter(states=("open",)), 500, 0).items}
+    assert live == _ids(store, ACTIVE_INCIDENTS_TABLE)
