@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-import pytest
 
 from fulfillwatch.collector_processor.signals import (
     INSERT_COLUMNS,
@@ -132,9 +131,8 @@ def test_a_missed_deadline_moves_to_the_active_incidents_and_a_reopen_comes_back
     assert kinds[0] == "opened" and "resolved" in kinds and kinds[-1] == "reopened"
 
 
-@pytest.mark.parametrize("seed", [11, 23])
-def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(store: Store, seed: int) -> None:
-    rng = random.Random(seed)
+def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(store: Store) -> None:
+    rng = random.Random(11)  # this seed found the bug of deadlines skipped by an empty-stretch jump
     engine, clock = _engine(store)
     client = store.client("test")
     start = store_now(client)
