@@ -39,12 +39,38 @@ def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("chdb"))
 
 
+_TEMPLATE_DATABASE = "t_migrated_template"
+
+
+@pytest.fixture(scope="session")
+def migrated_schema(chdb_dir: str) -> list[tuple[str, str, bool]]:
+    """The tables and views that every migration produces, as (name, CREATE statement, has rows),
+    taken from one database migrated once per test process. Copying them into each test's
+    database takes a third of the time of running the migrations again (0.23 vs 0.72 s), which
+    is most of the in-process suite's time; the migrations themselves run here and in their own
+    tests."""
+    template = Store(parse_dsn(f"chdb://{chdb_dir}?database={_TEMPLATE_DATABASE}"))
+    client = template.client("migrations")
+    apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS)
+    rows = client.query(
+        "SELECT name, create_table_query, total_rows > 0 FROM system.tables WHERE database = {d:String}"
+        " ORDER BY engine = 'MaterializedView', name",  # a view's target table must exist first
+        parameters={"d": _TEMPLATE_DATABASE},
+    ).result_rows
+    return [(name, create, bool(has_rows)) for name, create, has_rows in rows]
+
+
 @pytest.fixture
-def store(chdb_dir: str) -> Iterator[Store]:
+def store(chdb_dir: str, migrated_schema: list[tuple[str, str, bool]]) -> Iterator[Store]:
     """A migrated store in a fresh database of the process's chDB directory."""
     location = parse_dsn(f"chdb://{chdb_dir}?database=t_{uuid.uuid4().hex[:12]}")
     opened = Store(location)
-    apply_migrations(opened.client("migrations"), SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS)
+    client = opened.client("migrations")
+    for _name, create, _has_rows in migrated_schema:
+        client.command(create.replace(f"{_TEMPLATE_DATABASE}.", f"{location.database}."))
+    for name, _create, has_rows in migrated_schema:
+        if has_rows:  # the migration records and the positions the migrations seed
+            client.command(f"INSERT INTO {name} SELECT * FROM {_TEMPLATE_DATABASE}.{name}")
     yield opened
     opened.client("cleanup").command(f"DROP DATABASE IF EXISTS `{location.database}`")
 

@@ -10,7 +10,12 @@ from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS, Signal, 
 from fulfillwatch.collector_processor.store import Store, parse_dsn
 from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
 from fulfillwatch.incident_engine.detection.engine_state import Watermarks, load_watermarks, save_watermarks
-from fulfillwatch.incident_engine.detection.expectations import Window, evaluate_window, expectations_of_event
+from fulfillwatch.incident_engine.detection.expectations import (
+    Window,
+    evaluate_window,
+    expectations_of_event,
+    expectations_of_events,
+)
 from fulfillwatch.incident_engine.model.status import Health, assess
 from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS
 from support.signals import receipt_signal, result_signal
@@ -44,7 +49,7 @@ def test_the_sql_prefilter_never_hides_an_expectation_that_needs_an_incident(sto
     now = _now(store)  # after the inserts: the window must include their ingest times
     window = Window(since=EPOCH, until=now, due_since=EPOCH, due_until=now, now=now, default_timeout=TIMEOUT)
     returned = {expectation.incident_id for expectation, _ in evaluate_window(client, window)}
-    every = [e for n in range(400) for e in expectations_of_event(client, f"evt_mix{n}")]
+    every = expectations_of_events(client, [f"evt_mix{n}" for n in range(400)])
     failing = {e.incident_id for e in every if assess(e, now, TIMEOUT).health is Health.FAILING}
     assert len(every) == len({s.stripe_event_id for s in signals})
     assert 50 < len(failing) < 400  # the mix has plenty of both

@@ -25,7 +25,7 @@ from fulfillwatch.collector_processor.signals import (
 from fulfillwatch.collector_processor.store import Store
 from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
 from fulfillwatch.incident_engine.detection.engine_state import Watermarks, save_watermarks, store_now
-from fulfillwatch.incident_engine.detection.expectations import expectations_of_event
+from fulfillwatch.incident_engine.detection.expectations import expectations_of_event, expectations_of_events
 from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.signal_reads import signals_of
 from fulfillwatch.incident_engine.model.status import Health, assess
@@ -164,12 +164,12 @@ def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(st
     _tick_until_caught_up(engine)
 
     now = clock(client)
-    for event_id in plans:
-        for expectation in expectations_of_event(client, event_id):
-            failing = assess(expectation, now, TIMEOUT).health is Health.FAILING
-            incident = log_reads.get_incident(client, expectation.incident_id)
-            active = incident is not None and incident.state in ACTIVE_STATES
-            assert active == failing, (event_id, incident, plans[event_id])
+    incidents = {i.id: i for i in log_reads.list_incidents(client, log_reads.IncidentFilter(), 1_000, 0).items}
+    for expectation in expectations_of_events(client, list(plans)):
+        failing = assess(expectation, now, TIMEOUT).health is Health.FAILING
+        incident = incidents.get(expectation.incident_id)
+        active = incident is not None and incident.state in ACTIVE_STATES
+        assert active == failing, (expectation, incident)
     assert _ids(store, OPEN_EXPECTATIONS_TABLE) == set()  # every deadline evaluated: nothing open
     live = {i.id for i in log_reads.list_incidents(client, log_reads.IncidentFilter(states=("open",)), 500, 0).items}
     assert live == _ids(store, ACTIVE_INCIDENTS_TABLE)

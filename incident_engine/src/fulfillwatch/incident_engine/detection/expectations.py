@@ -10,6 +10,7 @@ evaluation reads is :mod:`.window`'s choice; their incidents' heads are joined i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -174,9 +175,14 @@ def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, I
 
 def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectation]:
     """Every expectation of one Stripe event (for the event lookup API; no ``new_results``)."""
+    return expectations_of_events(client, [stripe_event_id])
+
+
+def expectations_of_events(client: Client, stripe_event_ids: Sequence[str]) -> list[Expectation]:
+    """Every expectation of the given Stripe events, in one read (no ``new_results``)."""
     result = client.query(
-        _aggregate_select("stripe_event_id = {event:String}"),
-        parameters={"event": stripe_event_id},
+        _aggregate_select("stripe_event_id IN {events:Array(String)}"),
+        parameters={"events": list(stripe_event_ids)},
     )
     return [_expectation(row, [], _FAR_FUTURE, _FAR_FUTURE) for row in result.named_results()]
 
