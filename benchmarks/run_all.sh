@@ -11,6 +11,7 @@ mkdir -p benchmarks/results
 "$python" benchmarks/bench_celery.py --json benchmarks/results/celery.json
 "$python" benchmarks/bench_detection.py --json benchmarks/results/detection.json
 "$python" benchmarks/bench_listing.py --json benchmarks/results/listing.json
+"$python" benchmarks/bench_backlog_tick.py --json benchmarks/results/backlog_tick.json
 "$python" benchmarks/bench_dashboard.py --json benchmarks/results/dashboard.json
 "$python" benchmarks/bench_robustness.py --json benchmarks/results/robustness.json
 "$python" benchmarks/bench_demo.py --json benchmarks/results/demo.json

@@ -195,10 +195,11 @@ def test_big_batches_beyond_the_budget_are_throttled_and_nothing_acknowledged_is
         outcomes = list(pool.map(send, bodies))
     assert all(statuses[-1] == 200 for statuses in outcomes), outcomes
     assert any(429 in statuses for statuses in outcomes), outcomes  # the excess was throttled
-    # Idle, the peak is 0.9 GiB (benchmarks/bench_robustness.py); while another process keeps a
-    # core busy it reached 1,033 and 1,062 MiB (budget 48 and 32 MiB: the budget is not what sets
-    # it then). Without any budget the six batches took serve to 1.5 GiB.
-    assert rss_mib(server.process.pid, "VmHWM") < 1280
+    # Measured 750 MiB, idle and beside a process keeping a core busy (benchmarks/
+    # bench_robustness.py). It was 1,033-1,062 MiB under contention while the engine pulled
+    # every touched row into Python (a late tick then covered several batches); without any
+    # in-flight budget the six batches took serve to 1.5 GiB.
+    assert rss_mib(server.process.pid, "VmHWM") < 1024
     for n in range(6):  # every acknowledged batch is stored, first to last span
         for index in (0, spans // 2, spans - 1):
             signals = server.get(f"/api/events/evt_big{n}_{index}")["signals"]

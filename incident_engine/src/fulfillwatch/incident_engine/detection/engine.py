@@ -47,13 +47,7 @@ from fulfillwatch.incident_engine.detection.engine_state import (
 )
 from fulfillwatch.incident_engine.detection.expectations import evaluate, next_data
 from fulfillwatch.incident_engine.detection.lease import EngineLease
-from fulfillwatch.incident_engine.detection.window import (
-    Window,
-    live_membership,
-    needing_decision,
-    touched,
-    update_open_set,
-)
+from fulfillwatch.incident_engine.detection.window import Window, decide, update_open_set
 from fulfillwatch.incident_engine.incidents import active_incidents
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
 from fulfillwatch.incident_engine.model.status import assess
@@ -150,14 +144,13 @@ class Engine:
         )
         # Settled first: candidates are chosen by what fw_active_incidents says is active.
         self._catch_up_active_incidents(client)
-        touches = touched(client, window)
-        live = live_membership(client, touches)
-        pairs = evaluate(client, window, needing_decision(window, touches, live))
+        decisions = decide(client, window)
+        pairs = evaluate(client, window, decisions.to_evaluate)
         transitions: list[Transition] = []
         for expectation, head in pairs:
             transitions.extend(plan(expectation, head, assess(expectation, now, default_timeout), now))
         self.journal.append(transitions, purpose="engine")
-        update_open_set(client, window, touches, live)
+        update_open_set(client, window, decisions)
         duration = time.perf_counter() - started
         save_tick(
             client,

@@ -18,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-from fulfillwatch.incident_engine.detection.window import Window, live_membership, needing_decision, touched
+from fulfillwatch.incident_engine.detection.window import Window, decide
 from fulfillwatch.incident_engine.incidents.log_reads import head_from_row, heads_select
 from fulfillwatch.incident_engine.model.status import Expectation, ResultInfo
 from fulfillwatch.incident_engine.model.transitions import IncidentHead
@@ -169,8 +169,7 @@ def evaluate(client: Client, window: Window, chosen: dict[_Key, str]) -> list[tu
 
 def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, IncidentHead | None]]:
     """Every expectation the window touches that may need a transition, with its incident head."""
-    touches = touched(client, window)
-    return evaluate(client, window, needing_decision(window, touches, live_membership(client, touches)))
+    return evaluate(client, window, decide(client, window).to_evaluate)
 
 
 def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectation]:

@@ -2,18 +2,24 @@
 
 A window is the signals stored in ``(since, until]`` and the deadlines in ``(due_since,
 due_until]``. Both come from narrow tables read by primary-key range (``fw_arrivals``,
-``fw_deadlines``), one query. Most of what a window touches needs no decision: a routine
-receipt whose deadline is ahead, a success of an expectation without an active incident. So
-only these are evaluated (their history read, see :mod:`.expectations`):
+``fw_deadlines``). Most of what a window touches needs no decision: a routine receipt whose
+deadline is ahead, a success of an expectation without an active incident. So only these are
+evaluated (their history read, see :mod:`.expectations`):
 
 * arrivals that are not routine — a failure or skipped result, a receipt already past its
   deadline, a row written before arrivals said what they were (signal ``''``), or anything
   about an expectation whose incident is active (``fw_active_incidents``: a success resolves it);
 * deadlines of expectations still open (``fw_open_expectations``: no success seen yet).
 
-Membership in the two live tables is one key lookup. After the window's transitions are stored,
-the engine enters what it saw waiting in ``fw_open_expectations`` and removes what the window
-settled (:func:`update_open_set`).
+All of that is decided in the store, in one query (:func:`decide`): the window's rows are
+summarised per expectation and joined to the two key-value tables by key (``join_algorithm =
+'direct'``: a key lookup per expectation, no scan). Only what needs evaluating or leaves the
+open set comes back to Python. After the window's transitions are stored, the engine removes
+what the window settled from ``fw_open_expectations`` and enters what it saw waiting, with an
+``INSERT … SELECT`` in the store (:func:`update_open_set`). So a burst of a hundred thousand
+receipts costs two statements and a few MiB; shipping every touched row to Python and looking
+its key up from there took 4 s and ~100 MiB per 100,000 rows, and set the peak memory of
+``serve`` under big batches.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from fulfillwatch.incident_engine.schema import (
 )
 
 _Key = tuple[str, str, str]  # (project, stripe event id, stored effect)
-#: Keys per lookup or delete: a key-value read costs ~17 µs a key up to a few thousand, but a
-#: literal list of tens of thousands made one read take a minute (measured at 30,000).
+#: Keys per delete: a literal list of tens of thousands made one statement take a minute
+#: (measured at 30,000 with a key-value read).
 _BATCH = 2_000
 
 
@@ -51,25 +57,20 @@ class Window:
 
 
 @dataclass(frozen=True)
-class Touch:
-    """One row of what the window touched: an arrival (``signal`` set) or a deadline."""
+class Decisions:
+    """What a window asks of the engine: expectations to evaluate (key → incident id) and the
+    incident ids of open expectations the window settled."""
 
-    key: _Key
-    incident_id: str
-    is_deadline: bool
-    signal: str = ""
-    outcome: str = ""
-    #: The deadline the arrival sets: a receipt's, or when a skipped result was seen.
-    due_at: datetime | None = None
+    to_evaluate: dict[_Key, str]
+    settled: list[str]
 
 
-_TOUCHED = f"""
-    SELECT 0 AS is_deadline, project, stripe_event_id, effect, signal, outcome, due_at,
-           {INCIDENT_ID_SQL} AS incident_id
+_WINDOW_ROWS = f"""
+    SELECT 0 AS is_deadline, project, stripe_event_id, effect, signal, outcome, due_at
     FROM {ARRIVALS_TABLE}
     WHERE ingested_at > {{since:DateTime64(6, 'UTC')}} AND ingested_at <= {{until:DateTime64(6, 'UTC')}}
     UNION ALL
-    SELECT 1, project, stripe_event_id, effect, '', '', due_at, {INCIDENT_ID_SQL}
+    SELECT 1, project, stripe_event_id, effect, '', '', due_at
     FROM {DEADLINES_TABLE}
     WHERE (kind = 'receipt'
            AND due_at > {{due_since:DateTime64(6, 'UTC')}} AND due_at <= {{due_until:DateTime64(6, 'UTC')}})
@@ -78,106 +79,86 @@ _TOUCHED = f"""
            AND due_at > {{due_since:DateTime64(6, 'UTC')}} - toIntervalSecond({{timeout_s:UInt32}})
            AND due_at <= {{due_until:DateTime64(6, 'UTC')}} - toIntervalSecond({{timeout_s:UInt32}}))
 """
-_LIVE = f"""
-    SELECT incident_id, 'active' FROM {ACTIVE_INCIDENTS_TABLE} WHERE incident_id IN {{ids:Array(String)}}
-    UNION ALL
-    SELECT incident_id, 'open' FROM {OPEN_EXPECTATIONS_TABLE} WHERE incident_id IN {{ids:Array(String)}}
+#: An arrival that waits for a result: a receipt (until its deadline) or a skipped result
+#: (until ``default_timeout`` after it was seen; ``due_at`` holds when it was seen).
+_WAITS = "(NOT is_deadline AND (signal = 'receipt' OR outcome = 'skipped'))"
+#: A waiting arrival whose deadline this window has already reached: it is decided now.
+_DECIDED = f"""({_WAITS} AND if(signal = 'receipt', due_at,
+    due_at + toIntervalSecond({{timeout_s:UInt32}})) <= {{due_until:DateTime64(6, 'UTC')}})"""
+_PER_EXPECTATION = f"""
+    SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect,
+           max(is_deadline) AS has_deadline,
+           max(NOT is_deadline) AS has_arrival,
+           max(NOT is_deadline AND (signal = '' OR outcome IN ('failure', 'skipped'))) AS unusual,
+           max({_DECIDED}) AS decided,
+           max(outcome = 'success') AS succeeded,
+           countIf({_WAITS} AND NOT {_DECIDED}) > 0 AS waits,
+           minIf(due_at, {_WAITS} AND NOT {_DECIDED}) AS waits_until
+    FROM ({_WINDOW_ROWS})
+    -- the id once per expectation, not per row: it is a hash, and planning it costs too
+    GROUP BY project, stripe_event_id, effect
+"""
+_DECISIONS = f"""
+    SELECT e.incident_id, e.project, e.stripe_event_id, e.effect,
+           (e.has_deadline AND open.incident_id != '') OR e.unusual OR e.decided
+               OR (e.has_arrival AND active.incident_id != '') AS to_evaluate,
+           open.incident_id != '' AND (e.has_deadline OR e.succeeded OR e.decided) AS settled
+    FROM ({_PER_EXPECTATION}) AS e
+    LEFT JOIN {ACTIVE_INCIDENTS_TABLE} AS active ON active.incident_id = e.incident_id
+    LEFT JOIN {OPEN_EXPECTATIONS_TABLE} AS open ON open.incident_id = e.incident_id
+    WHERE to_evaluate OR settled
+    SETTINGS join_algorithm = 'direct'
+"""
+# Waiting arrivals open their expectation, unless a success arrived in the same window. One
+# already open is written again: a second receipt may have moved its deadline. In the store:
+# returning a burst's waiting rows to Python to insert them (as tuples or as Arrow) took serve's
+# peak under six 20 MiB batches from 750 to 860-900 MiB.
+_ENTER_WAITING = f"""
+    INSERT INTO {OPEN_EXPECTATIONS_TABLE} (incident_id, due_at)
+    SELECT incident_id, waits_until FROM ({_PER_EXPECTATION}) WHERE waits AND NOT succeeded
 """
 
 
-def touched(client: Client, window: Window) -> list[Touch]:
-    """Every arrival and deadline of the window (duplicates included)."""
-    rows = client.query(
-        _TOUCHED,
-        parameters={
-            "since": window.since,
-            "until": window.until,
-            "due_since": window.due_since,
-            "due_until": window.due_until,
-            "timeout_s": int(window.default_timeout.total_seconds()),
-        },
-    ).result_rows
-    return [
-        Touch((project, event, effect), incident_id, bool(is_deadline), signal, outcome, due_at)
-        for is_deadline, project, event, effect, signal, outcome, due_at, incident_id in rows
-    ]
+def _parameters(window: Window) -> dict[str, object]:
+    return {
+        "since": window.since,
+        "until": window.until,
+        "due_since": window.due_since,
+        "due_until": window.due_until,
+        "timeout_s": int(window.default_timeout.total_seconds()),
+    }
 
 
-def _arrives_decided(touch: Touch, window: Window) -> bool:
-    """An arrival whose deadline this tick has already reached (it is decided now)."""
-    if touch.signal == "receipt":
-        return touch.due_at is not None and touch.due_at <= window.due_until
-    if touch.outcome == "skipped":
-        return touch.due_at is not None and touch.due_at + window.default_timeout <= window.due_until
-    return False
+def decide(client: Client, window: Window) -> Decisions:
+    """Which of the window's expectations need evaluating, and which open ones it settled."""
+    to_evaluate: dict[_Key, str] = {}
+    settled: list[str] = []
+    for incident_id, project, event, effect, evaluate, settles in client.query(
+        _DECISIONS, parameters=_parameters(window)
+    ).result_rows:
+        if evaluate:
+            to_evaluate[(project, event, effect)] = incident_id
+        if settles:
+            settled.append(incident_id)
+    return Decisions(to_evaluate, sorted(settled))
 
 
-Live = dict[str, set[str]]  # incident id → {"active", "open"} (absent: neither)
-
-
-def live_membership(client: Client, touches: list[Touch]) -> Live:
-    """Which of the touched expectations are in the live tables (one key lookup)."""
-    ids = sorted({touch.incident_id for touch in touches})
-    live: Live = {}
-    for start in range(0, len(ids), _BATCH):
-        batch = ids[start : start + _BATCH]
-        for incident_id, kind in client.query(_LIVE, parameters={"ids": batch}).result_rows:
-            live.setdefault(incident_id, set()).add(kind)
-    return live
-
-
-def needing_decision(window: Window, touches: list[Touch], live: Live) -> dict[_Key, str]:
-    """The window's expectations that may need a transition, with their incident ids."""
-    chosen: dict[_Key, str] = {}
-    for touch in touches:
-        membership = live.get(touch.incident_id, set())
-        if touch.is_deadline:
-            needed = "open" in membership
-        else:
-            needed = (
-                touch.signal == ""
-                or touch.outcome in ("failure", "skipped")
-                or "active" in membership
-                or _arrives_decided(touch, window)
-            )
-        if needed:
-            chosen[touch.key] = touch.incident_id
-    return chosen
-
-
-def update_open_set(client: Client, window: Window, touches: list[Touch], live: Live) -> None:
+def update_open_set(client: Client, window: Window, decisions: Decisions) -> None:
     """Bring ``fw_open_expectations`` up to date with the window, after its transitions are
     stored (a crash in between only makes the next tick do it again; both steps are
     idempotent):
 
-    * a receipt or skipped result whose deadline is still ahead opens its expectation — unless
-      a success arrived in the same window;
     * what the window settled leaves: expectations with a success, and those whose deadline it
       evaluated, in the deadline window or arriving already past it (an incident, if one was
-      needed, is open by now and followed in ``fw_active_incidents``). Only keys the lookup
-      found open are deleted (a delete costs about 0.5 ms a key).
+      needed, is open by now and followed in ``fw_active_incidents``);
+    * then a receipt or skipped result whose deadline is still ahead opens its expectation —
+      unless a success arrived in the same window. In this order, an expectation whose first
+      deadline passed in the window while a later receipt moved it stays open until the later one.
     """
-    succeeded = {touch.incident_id for touch in touches if touch.outcome == "success"}
-    opened: dict[str, datetime] = {}
-    for touch in touches:
-        waits = touch.signal == "receipt" or touch.outcome == "skipped"
-        if waits and touch.due_at is not None and touch.incident_id not in succeeded:
-            if _arrives_decided(touch, window):
-                continue
-            opened[touch.incident_id] = min(touch.due_at, opened.get(touch.incident_id, touch.due_at))
-    if opened:
-        client.insert(OPEN_EXPECTATIONS_TABLE, list(opened.items()), column_names=["incident_id", "due_at"])
-    settled = sorted(
-        {
-            touch.incident_id
-            for touch in touches
-            if "open" in live.get(touch.incident_id, set())
-            and (touch.is_deadline or touch.outcome == "success" or _arrives_decided(touch, window))
-        }
-    )
-    for start in range(0, len(settled), _BATCH):
+    for start in range(0, len(decisions.settled), _BATCH):
         # By key: a key-value table deletes a list of keys at once, but scans for a subquery.
         client.command(
             f"DELETE FROM {OPEN_EXPECTATIONS_TABLE} WHERE incident_id IN {{ids:Array(String)}}",
-            parameters={"ids": settled[start : start + _BATCH]},
+            parameters={"ids": decisions.settled[start : start + _BATCH]},
         )
+    client.command(_ENTER_WAITING, parameters=_parameters(window))
