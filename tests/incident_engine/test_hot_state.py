@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from fulfillwatch.collector_processor.signals import (
     INSERT_COLUMNS,
@@ -23,6 +24,7 @@ from fulfillwatch.collector_processor.signals import (
     to_arrow_table,
 )
 from fulfillwatch.collector_processor.store import Store
+from fulfillwatch.incident_engine.detection import window
 from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
 from fulfillwatch.incident_engine.detection.engine_state import Watermarks, save_watermarks, store_now
 from fulfillwatch.incident_engine.detection.expectations import expectations_of_event, expectations_of_events
@@ -103,6 +105,28 @@ def test_an_expectation_leaves_the_open_set_when_fulfilled_and_keeps_its_timelin
     assert [s.signal for s in signals_of(client, "evt_hot_ok")] == ["receipt", "result"]  # history stays
     clock.offset = TIMEOUT + timedelta(minutes=1)
     assert engine.tick().transitions == 0  # its deadline passes unnoticed: nothing to decide
+
+
+def test_a_burst_enters_the_open_set_in_the_store_and_a_failure_in_it_is_still_decided(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A burst is "more rows than a window brings back to Python"; 5,000 in production, 10 here.
+    monkeypatch.setattr(window, "_RETURNED_ROWS", 10)
+    engine, clock = _engine(store)
+    client = store.client("test")
+    now = store_now(client)
+    burst = [receipt_signal(f"evt_burst{n}", now, now + TIMEOUT) for n in range(30)]
+    burst.append(result_signal("evt_burst0", now + timedelta(seconds=1), "success"))  # fulfilled at once
+    burst.append(result_signal("evt_burst1", now + timedelta(seconds=1), "failure"))
+    _deliver(client, burst, clock)
+    assert engine.tick().transitions == 1  # the failure, decided although the burst stayed in the store
+    waiting = {_incident_id(store, f"evt_burst{n}") for n in range(1, 30)}
+    assert _ids(store, OPEN_EXPECTATIONS_TABLE) == waiting  # all but the fulfilled one
+
+    successes = [result_signal(f"evt_burst{n}", now + timedelta(seconds=2), "success") for n in range(2, 30)]
+    _deliver(client, successes, clock)
+    engine.tick()
+    assert _ids(store, OPEN_EXPECTATIONS_TABLE) == {_incident_id(store, "evt_burst1")}  # failed, no success yet
 
 
 def test_a_missed_deadline_moves_to_the_active_incidents_and_a_reopen_comes_back(store: Store) -> None:

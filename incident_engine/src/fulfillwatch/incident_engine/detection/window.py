@@ -13,13 +13,14 @@ evaluated (their history read, see :mod:`.expectations`):
 
 All of that is decided in the store, in one query (:func:`decide`): the window's rows are
 summarised per expectation and joined to the two key-value tables by key (``join_algorithm =
-'direct'``: a key lookup per expectation, no scan). Only what needs evaluating or leaves the
-open set comes back to Python. After the window's transitions are stored, the engine removes
-what the window settled from ``fw_open_expectations`` and enters what it saw waiting, with an
-``INSERT … SELECT`` in the store (:func:`update_open_set`). So a burst of a hundred thousand
-receipts costs two statements and a few MiB; shipping every touched row to Python and looking
-its key up from there took 4 s and ~100 MiB per 100,000 rows, and set the peak memory of
-``serve`` under big batches.
+'direct'``: a key lookup per expectation, no scan). Only what needs evaluating, leaves the open
+set or enters it comes back to Python. After the window's transitions are stored, the engine
+removes what the window settled from ``fw_open_expectations`` and inserts what it saw waiting
+(:func:`update_open_set`). A burst — more than a few thousand rows to return — is decided again
+without its waiting rows, and those enter with an ``INSERT … SELECT`` in the store, so a
+hundred thousand receipts cost three statements and a few MiB. (Shipping every touched row to
+Python and looking its key up from there took 4 s and ~100 MiB per 100,000 rows, and set the
+peak memory of ``serve`` under big batches.)
 """
 
 from __future__ import annotations
@@ -58,11 +59,14 @@ class Window:
 
 @dataclass(frozen=True)
 class Decisions:
-    """What a window asks of the engine: expectations to evaluate (key → incident id) and the
-    incident ids of open expectations the window settled."""
+    """What a window asks of the engine: expectations to evaluate (key → incident id), the
+    incident ids of open expectations the window settled, and the expectations it saw waiting
+    for a result (incident id, deadline) — ``None`` for a burst, whose waiting ones enter the
+    open set in the store."""
 
     to_evaluate: dict[_Key, str]
     settled: list[str]
+    waiting: list[tuple[str, datetime]] | None
 
 
 _WINDOW_ROWS = f"""
@@ -92,7 +96,7 @@ _PER_EXPECTATION = f"""
            max(NOT is_deadline AND (signal = '' OR outcome IN ('failure', 'skipped'))) AS unusual,
            max({_DECIDED}) AS decided,
            max(outcome = 'success') AS succeeded,
-           countIf({_WAITS} AND NOT {_DECIDED}) > 0 AS waits,
+           max({_WAITS} AND NOT {_DECIDED}) AND NOT succeeded AS enters,
            minIf(due_at, {_WAITS} AND NOT {_DECIDED}) AS waits_until
     FROM ({_WINDOW_ROWS})
     -- the id once per expectation, not per row: it is a hash, and planning it costs too
@@ -102,20 +106,26 @@ _DECISIONS = f"""
     SELECT e.incident_id, e.project, e.stripe_event_id, e.effect,
            (e.has_deadline AND open.incident_id != '') OR e.unusual OR e.decided
                OR (e.has_arrival AND active.incident_id != '') AS to_evaluate,
-           open.incident_id != '' AND (e.has_deadline OR e.succeeded OR e.decided) AS settled
+           open.incident_id != '' AND (e.has_deadline OR e.succeeded OR e.decided) AS settled,
+           e.enters, e.waits_until
     FROM ({_PER_EXPECTATION}) AS e
     LEFT JOIN {ACTIVE_INCIDENTS_TABLE} AS active ON active.incident_id = e.incident_id
     LEFT JOIN {OPEN_EXPECTATIONS_TABLE} AS open ON open.incident_id = e.incident_id
-    WHERE to_evaluate OR settled
+    WHERE to_evaluate OR settled OR (e.enters AND {{with_waiting:UInt8}})
+    LIMIT {{limit:UInt64}}
     SETTINGS join_algorithm = 'direct'
 """
-# Waiting arrivals open their expectation, unless a success arrived in the same window. One
-# already open is written again: a second receipt may have moved its deadline. In the store:
-# returning a burst's waiting rows to Python to insert them (as tuples or as Arrow) took serve's
-# peak under six 20 MiB batches from 750 to 860-900 MiB.
+#: Rows a window's decision may bring back with its waiting ones, which Python then inserts
+#: itself (on small ticks a statement less than :data:`_ENTER_WAITING`, which chDB takes ~20 ms
+#: to plan). A burst above that is decided again without them, and they enter in the store:
+#: 100,000 waiting rows returned to Python took serve's peak under six 20 MiB batches from
+#: 750 to 860-900 MiB.
+_RETURNED_ROWS = 5_000
+# A burst's waiting arrivals enter in the store (the same rule as ``enters`` above: it is that
+# query's column).
 _ENTER_WAITING = f"""
     INSERT INTO {OPEN_EXPECTATIONS_TABLE} (incident_id, due_at)
-    SELECT incident_id, waits_until FROM ({_PER_EXPECTATION}) WHERE waits AND NOT succeeded
+    SELECT incident_id, waits_until FROM ({_PER_EXPECTATION}) WHERE enters
 """
 
 
@@ -130,17 +140,24 @@ def _parameters(window: Window) -> dict[str, object]:
 
 
 def decide(client: Client, window: Window) -> Decisions:
-    """Which of the window's expectations need evaluating, and which open ones it settled."""
-    to_evaluate: dict[_Key, str] = {}
-    settled: list[str] = []
-    for incident_id, project, event, effect, evaluate, settles in client.query(
-        _DECISIONS, parameters=_parameters(window)
-    ).result_rows:
+    """Which of the window's expectations need evaluating, which open ones it settled, and —
+    unless the window is a burst — which it saw waiting."""
+    parameters = _parameters(window)
+    rows = client.query(_DECISIONS, parameters={**parameters, "with_waiting": 1, "limit": _RETURNED_ROWS + 1})
+    waiting: list[tuple[str, datetime]] | None = []
+    if len(rows.result_rows) > _RETURNED_ROWS:
+        rows = client.query(_DECISIONS, parameters={**parameters, "with_waiting": 0, "limit": 2**63 - 1})
+        waiting = None
+    decisions = Decisions({}, [], waiting)
+    for incident_id, project, event, effect, evaluate, settles, enters, waits_until in rows.result_rows:
         if evaluate:
-            to_evaluate[(project, event, effect)] = incident_id
+            decisions.to_evaluate[(project, event, effect)] = incident_id
         if settles:
-            settled.append(incident_id)
-    return Decisions(to_evaluate, sorted(settled))
+            decisions.settled.append(incident_id)
+        if enters and decisions.waiting is not None:
+            decisions.waiting.append((incident_id, waits_until))
+    decisions.settled.sort()
+    return decisions
 
 
 def update_open_set(client: Client, window: Window, decisions: Decisions) -> None:
@@ -161,4 +178,7 @@ def update_open_set(client: Client, window: Window, decisions: Decisions) -> Non
             f"DELETE FROM {OPEN_EXPECTATIONS_TABLE} WHERE incident_id IN {{ids:Array(String)}}",
             parameters={"ids": decisions.settled[start : start + _BATCH]},
         )
-    client.command(_ENTER_WAITING, parameters=_parameters(window))
+    if decisions.waiting is None:
+        client.command(_ENTER_WAITING, parameters=_parameters(window))
+    elif decisions.waiting:
+        client.insert(OPEN_EXPECTATIONS_TABLE, decisions.waiting, column_names=["incident_id", "due_at"])
