@@ -7,7 +7,7 @@ writers racing is settled by the engine's next tick; listings read it and agree 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import fulfillwatch.instrumentation as fw
 from fulfillwatch.collector_processor.store import Store
@@ -127,3 +127,20 @@ def test_rebuild_derives_the_table_from_the_log(service: InProcessService, store
     position = active_incidents.rebuild(client)
     assert _live(store) == {first["id"]: "open"} and second["id"] not in _live(store)
     assert position >= log_reads.latest_seq(client) and position / 1e9 <= before.timestamp() + 1
+
+
+def test_time_to_resolve_reads_the_window_s_resolutions_and_agrees_with_the_whole_log(
+    service: InProcessService,
+) -> None:
+    service.open_failed_incident("evt_live_ttr")
+    _result(service, "evt_live_ttr", "success")
+    service.tick()  # resolved: at the success's own time, moments after the failure
+    stats = service.api.get("/api/stats").json()
+    assert stats["resolved"] == 1
+    assert 0 < stats["mean_time_to_resolve_s"] < 60, stats
+    client = service.store.client("test")
+    now = datetime.now(timezone.utc)
+    from_the_feed = log_reads.time_to_resolve(client, now - timedelta(days=1))
+    from_the_whole_log = log_reads.time_to_resolve(client, now - timedelta(days=31))  # beyond the feed
+    assert from_the_feed == from_the_whole_log == (1, stats["mean_time_to_resolve_s"])
+    assert log_reads.time_to_resolve(client, now + timedelta(hours=1)) == (0, None)  # none since then

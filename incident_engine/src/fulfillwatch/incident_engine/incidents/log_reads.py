@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -40,6 +40,7 @@ from fulfillwatch.incident_engine.schema import (
     CURRENT_KIND_SQL,
     CURRENT_STATE_SQL,
     INCIDENT_LOG_TABLE,
+    LOG_FEED_DAYS,
     LOG_FEED_TABLE,
 )
 
@@ -220,13 +221,27 @@ def count_by(client: Client, filters: IncidentFilter, grouping: str) -> dict[str
 
 
 def time_to_resolve(client: Client, since: datetime) -> tuple[int, float | None]:
-    """Incidents resolved since ``since`` and their mean time from opening to resolution (s)."""
+    """Incidents resolved since ``since`` and their mean time from opening to resolution (s).
+
+    Which incidents: those with a ``resolved`` row since then. When the feed reaches back that
+    far (it keeps ``LOG_FEED_DAYS``), they are found there, by the days written — so the cost
+    follows the window's resolutions, not the log's size — and only their rows are read from
+    the log; otherwise every incident in the log is aggregated."""
+    feed_reaches = since >= datetime.now(timezone.utc) - timedelta(days=LOG_FEED_DAYS - 1)
+    # A row is written at or after its transition's time: a day's margin covers clock skew.
+    resolved_since = f"""
+        WHERE incident_id IN (
+            SELECT incident_id FROM {LOG_FEED_TABLE}
+            WHERE written_at >= toDateTime({{since:DateTime64(6, 'UTC')}}) - INTERVAL 1 DAY
+              AND transition = 'resolved' AND at >= {{since:DateTime64(6, 'UTC')}}
+        )"""
     count, mean_ms = client.query(
         f"""
         SELECT count(), avg(dateDiff('millisecond', opened, resolved))
         FROM (
             SELECT incident_id, min(at) AS opened, maxIf(at, transition = 'resolved') AS resolved
             FROM {INCIDENT_LOG_TABLE} FINAL
+            {resolved_since if feed_reaches else ""}
             GROUP BY incident_id
             HAVING countIf(transition = 'resolved') > 0 AND resolved >= {{since:DateTime64(6, 'UTC')}}
         )""",
