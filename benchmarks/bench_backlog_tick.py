@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks._report import report  # noqa: E402
 from fulfillwatch.collector_processor.migrations import apply_migrations  # noqa: E402
 from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS, insert_signals  # noqa: E402
 from fulfillwatch.collector_processor.store import Store, parse_dsn  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> None:
     engine = Engine(store, EngineSettings())
     engine.tick()  # first tick: watermarks from the epoch to now
     idle = [_measured(engine.tick) for _ in range(20)]
-    report: dict[str, Any] = {
+    result: dict[str, Any] = {
         "count": args.count,
         "baseline": {key: statistics.median(tick[key] for tick in idle) for key in idle[0]},
     }
@@ -91,17 +91,14 @@ def main() -> None:
     now = store_now(client)
     ids = [f"evt_burst{n}" for n in range(args.count)]
     insert_signals(client, [receipt_signal(event, now, now + timedelta(minutes=30)) for event in ids])
-    report["receipts"] = _measured(engine.tick)
-    report["receipts"]["open_after"] = client.query(f"SELECT count() FROM {OPEN_EXPECTATIONS_TABLE}").result_rows[0][0]
+    result["receipts"] = _measured(engine.tick)
+    result["receipts"]["open_after"] = client.query(f"SELECT count() FROM {OPEN_EXPECTATIONS_TABLE}").result_rows[0][0]
 
     insert_signals(client, [result_signal(event, now + timedelta(seconds=1), "success") for event in ids])
-    report["results"] = _measured(engine.tick)
-    report["results"]["open_after"] = client.query(f"SELECT count() FROM {OPEN_EXPECTATIONS_TABLE}").result_rows[0][0]
+    result["results"] = _measured(engine.tick)
+    result["results"]["open_after"] = client.query(f"SELECT count() FROM {OPEN_EXPECTATIONS_TABLE}").result_rows[0][0]
 
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    report(result, args.json)
 
 
 if __name__ == "__main__":

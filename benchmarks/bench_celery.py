@@ -16,7 +16,6 @@ Target: ≤ 10 % added.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks._report import report  # noqa: E402
 from support.processes import RedisServer, celery_worker  # noqa: E402
 from support.serve import ServeProcess, wait_for  # noqa: E402
 
@@ -69,9 +69,7 @@ def main() -> None:
         server.kill()
         redis_server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.json)
 
 
 def run(bench: Any, tasks: int, rounds: int, server: ServeProcess) -> dict[str, Any]:

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from benchmarks._processes import in_process  # noqa: E402
+from benchmarks._report import report  # noqa: E402
 
 EVENTS_PER_DAY = 10_000_000 / 7
 WINDOWS_S = (5, 60, 900)
@@ -285,9 +286,7 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import multiprocessing
 import os
 import secrets
@@ -42,6 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+
 
 from benchmarks._processes import in_process  # noqa: E402
 
@@ -209,9 +209,7 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.json)
 
 
 def measure_floor(args: argparse.Namespace, context: Any, workdir: Path) -> dict[str, Any]:

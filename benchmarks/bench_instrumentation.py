@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fulfillwatch.instrumentation as fw
+from benchmarks._report import report
 from examples.traffic.generator import fresh_event, load_templates
 from fulfillwatch.instrumentation import vocabulary as v
 from fulfillwatch.instrumentation._events import event_info
@@ -178,9 +178,7 @@ def main() -> None:
         "link_to_receipt": round(costs["fulfillment_with_receipt_link"] - costs["fulfillment_without_receipt"], 2),
     }
     result["pass"] = result["ratio"] <= TARGET
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.json)
     provider.shutdown()
 
 

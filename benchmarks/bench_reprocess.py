@@ -13,7 +13,6 @@ cost by themselves). Target: median < 1 s.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import fulfillwatch.instrumentation as fw  # noqa: E402
+from benchmarks._report import report  # noqa: E402
 from fulfillwatch.incident_engine.delivery.signing import signed_request  # noqa: E402
 from support.otlp import encode, recorded_spans  # noqa: E402
 from support.receiver import RecordingServer  # noqa: E402
@@ -70,9 +70,7 @@ def main() -> None:
         server.kill()
         endpoint.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.json)
 
 
 def run(server: ServeProcess, endpoint: RecordingServer, count: int) -> dict[str, Any]:

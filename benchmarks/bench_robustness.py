@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks._report import report  # noqa: E402
 from support.abuse import Prober, abandon_upload, first_answer, receipts_batch_of_size, rss_mib  # noqa: E402
 from support.serve import ServeProcess  # noqa: E402
 
@@ -157,9 +157,7 @@ def main() -> None:
         and result["big_batches"]["peak_rss_mib"] < TARGET_RSS_MIB
         and set(result["big_batches"]["batch_statuses"]) == {200}
     )
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.json)
 
 
 if __name__ == "__main__":

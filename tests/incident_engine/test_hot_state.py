@@ -83,6 +83,15 @@ def _engine(store: Store) -> tuple[Engine, Clock]:
     return engine, clock
 
 
+def _received(store: Store, engine: Engine, clock: Clock, event_id: str) -> str:
+    """Deliver one receipt due in ``TIMEOUT``, tick, and return its expectation's incident id."""
+    client = store.client("test")
+    now = store_now(client)
+    _deliver(client, [receipt_signal(event_id, now, now + TIMEOUT)], clock)
+    engine.tick()
+    return _incident_id(store, event_id)
+
+
 def _tick_until_caught_up(engine: Engine) -> None:
     for _ in range(50):  # a tick covers at most 15 minutes of deadlines
         if engine.tick().caught_up:
@@ -93,10 +102,8 @@ def _tick_until_caught_up(engine: Engine) -> None:
 def test_an_expectation_leaves_the_open_set_when_fulfilled_and_keeps_its_timeline(store: Store) -> None:
     engine, clock = _engine(store)
     client = store.client("test")
-    now = store_now(client)
-    _deliver(client, [receipt_signal("evt_hot_ok", now, now + TIMEOUT)], clock)
-    engine.tick()
-    expectation = _incident_id(store, "evt_hot_ok")
+    expectation = _received(store, engine, clock, "evt_hot_ok")
+    now = store_now(client)  # about when the receipt arrived
     assert expectation in _ids(store, OPEN_EXPECTATIONS_TABLE)  # waiting for its result
 
     _deliver(client, [result_signal("evt_hot_ok", now + timedelta(seconds=2), "success")], clock)
@@ -132,10 +139,8 @@ def test_a_burst_enters_the_open_set_in_the_store_and_a_failure_in_it_is_still_d
 def test_a_missed_deadline_moves_to_the_active_incidents_and_a_reopen_comes_back(store: Store) -> None:
     engine, clock = _engine(store)
     client = store.client("test")
-    now = store_now(client)
-    _deliver(client, [receipt_signal("evt_hot_late", now, now + TIMEOUT)], clock)
-    engine.tick()
-    incident = _incident_id(store, "evt_hot_late")
+    incident = _received(store, engine, clock, "evt_hot_late")
+    now = store_now(client)  # about when the receipt arrived
 
     clock.offset = TIMEOUT + timedelta(seconds=10)
     assert engine.tick().transitions == 1  # result_missing
