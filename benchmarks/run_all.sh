@@ -12,6 +12,8 @@ mkdir -p benchmarks/results
 "$python" benchmarks/bench_detection.py --json benchmarks/results/detection.json
 "$python" benchmarks/bench_listing.py --json benchmarks/results/listing.json
 "$python" benchmarks/bench_backlog_tick.py --json benchmarks/results/backlog_tick.json
+# (add --tick-store DIR with a store bench_detection.py --keep left, for the tick with reconciliation on)
+"$python" benchmarks/bench_reconcile.py --json benchmarks/results/reconcile.json
 "$python" benchmarks/bench_dashboard.py --json benchmarks/results/dashboard.json
 "$python" benchmarks/bench_robustness.py --json benchmarks/results/robustness.json
 "$python" benchmarks/bench_demo.py --json benchmarks/results/demo.json

@@ -6,8 +6,12 @@ It starts, each as its own process (logs in ``<data dir>/logs``):
 * ``redis-server`` and the example shop (``examples/stripe_shop``): its webhook app and a Celery
   worker, instrumented with ``init()``, with 20 s fulfillment deadlines;
 * the dashboard, in demo mode (no login);
+* a local stand-in for Stripe's Events API (``examples/stripe_standin.py``), which ``serve``
+  reconciles against every few seconds, as it would against Stripe;
 * demo traffic: signed Stripe webhooks to the shop, some of which fail (a bug in the job, a
-  tenant row created late, a slow job) — see ``examples/stripe_shop/traffic.py``.
+  tenant row created late, a slow job) and a few of which the shop never records (a wrong
+  signature, a handler that drops the event) — ``not_received`` — see
+  ``examples/stripe_shop/traffic.py``.
 
 Open incidents appear within a minute; a failed one can be repaired from the dashboard with
 Reprocess. Ctrl-C stops everything. ``fulfillwatch demo`` runs :func:`main` from a Fulfillwatch
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -48,6 +53,7 @@ class DemoPorts:
     dashboard: int = 8501
     shop: int = 8100
     redis: int = 6390
+    stripe: int = 12111
 
 
 def _wait(what: str, ready: Callable[[], bool], child: Child, timeout: float = 90) -> None:
@@ -109,6 +115,22 @@ class Demo:
         )
         python = sys.executable
         base = {**os.environ, "FULFILLWATCH_API_TOKEN": self.token, "PYTHONPATH": str(self.root)}
+        # Stripe's record of the events, read back by the reconciler: a local stand-in for Stripe's
+        # Events API (Stripe itself is not reachable from a demo), with a restricted test key.
+        stripe_key = "rk_test_" + secrets.token_hex(16)
+        stripe_url = f"http://127.0.0.1:{self.ports.stripe}"
+        with config.open("a") as more:
+            more.write(
+                f'\n[stripe]\nservice = "stripe-shop"\nmode = "test"\napi_base = "{stripe_url}"\n'
+                f"event_types = {json.dumps(list(_TRACKED))}\n"
+                f'grace_s = {DEADLINE_S}\npoll_interval_s = 3\ncheck_interval_s = 2\nbackfill = "1h"\n'
+            )
+        standin = self._child(
+            "stripe-standin",
+            [python, "-m", "examples.stripe_standin", "--port", str(self.ports.stripe)],
+            {**base, "STRIPE_STANDIN_KEY": stripe_key},
+        )
+        _wait("the stand-in for Stripe", lambda: answers(f"{stripe_url}/v1/events"), standin)
         serve = self._child(
             "serve",
             [
@@ -132,7 +154,7 @@ class Demo:
                 "--log-level",
                 "warning",
             ],
-            base,
+            {**base, "STRIPE_API_KEY": stripe_key},
         )
         _wait("fulfillwatch serve", lambda: answers(f"{self.api_url}/healthz"), serve)
         redis = self._child(
@@ -213,6 +235,8 @@ class Demo:
                 f"http://127.0.0.1:{self.ports.shop}/stripe/webhook",
                 "--rate",
                 str(self.rate),
+                "--stripe-standin",
+                stripe_url,
             ],
             shop_env,
         )
@@ -249,6 +273,8 @@ def main(root: Path, data_dir: Path, ports: dict[str, int], rate: float) -> int:
             f"  API        {running.api_url}/docs   token {token}\n"
             f"  Logs       {running.logs}\n"
             "Open an incident whose reason is a PlanMappingError and click Reprocess: the shop repairs it.\n"
+            "not_received incidents (Stripe has the event, the shop never recorded it) appear after 20 s;\n"
+            "Reprocess sends the event to the shop, which runs the handler's work on it.\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )

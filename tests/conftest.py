@@ -1,5 +1,5 @@
 """Shared fixtures: a real ``fulfillwatch serve`` subprocess per module, a migrated chDB store per
-test, and the service built in-process on such a store."""
+test, the service built in-process on such a store, and a stand-in for Stripe's Events API."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fulfillwatch.collector_processor.store import Store, parse_dsn
 from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS
 from support.inprocess import InProcessService
 from support.serve import ServeProcess
+from support.stripe_api import STRIPE_TEST_KEY, StandInStripeServer
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,12 @@ def service(store: Store, tmp_path: Path) -> Iterator[InProcessService]:
     made = InProcessService(store, tmp_path)
     yield made
     made.close()
+
+
+@pytest.fixture
+def stripe_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandInStripeServer]:
+    """The stand-in for Stripe's Events API on localhost (Stripe cannot be reached from here),
+    with ``STRIPE_API_KEY`` set to the key it accepts."""
+    monkeypatch.setenv("STRIPE_API_KEY", STRIPE_TEST_KEY)
+    with StandInStripeServer() as server:
+        yield server

@@ -5,7 +5,9 @@ realistic mix: most events are fulfilled; some hit a bug in the job (``result_fa
 repairable by a reprocess once "fixed"), some belong to customers whose tenant row is created
 only a little later (``result_failed``, repairable after onboarding), some are slow beyond
 their deadline (``result_missing``, then resolved by the late success), some fail once and are
-retried by Celery (no incident).
+retried by Celery (no incident), and a few never reach the shop's records: their signature is
+wrong (a secret rotated on one side) or the handler drops them — ``not_received`` once Stripe's
+record is reconciled (``--stripe-standin``).
 """
 
 from __future__ import annotations
@@ -33,12 +35,17 @@ FIXTURES = ("checkout.session.completed", "invoice.paid", "customer.subscription
 CUSTOMER = "cus_QXg1o8vcGmoR32"  # the fixtures' customer
 #: (weight, what happens) of the demo mix.
 MIX = (
-    (70, "healthy"),
+    (64, "healthy"),
     (8, "bug"),
     (7, "late_tenant"),
     (5, "slow"),
     (9, "transient"),
+    # Deliveries the app never records (``not_received``, when Stripe's record is reconciled):
+    (3, "bad_signature"),  # the endpoint rejects the signature (a secret rotated on one side)
+    (3, "dropped"),  # the handler answers 200 but loses the event before accepting it
 )
+#: What the shop is sent instead of its signing secret for ``bad_signature`` deliveries.
+_ROTATED_SECRET = "whsec_rotated_on_one_side_only"  # noqa: S105 - deliberately not the shop's secret
 
 
 def event(name: str, event_id: str, *, customer: str | None = None, chaos: str | None = None) -> dict[str, Any]:
@@ -71,9 +78,17 @@ def deliver(url: str, stripe_event: dict[str, Any], secret: str, client: httpx.C
 
 
 def run(
-    url: str, rate: float, duration: float, onboarding_delay: float, seed: int | None, stop: threading.Event
+    url: str,
+    rate: float,
+    duration: float,
+    onboarding_delay: float,
+    seed: int | None,
+    stop: threading.Event,
+    stripe_standin: str | None = None,
 ) -> int:
-    """Send the demo mix until ``duration`` (0: until ``stop``); returns events sent."""
+    """Send the demo mix until ``duration`` (0: until ``stop``); returns events sent. With
+    ``stripe_standin`` every event is also put in Stripe's record (the stand-in's Events API),
+    the undelivered ones marked as such."""
     rng = random.Random(seed)
     weights, kinds = zip(*MIX, strict=True)
     db.ensure_schema(CONFIG.db_path, CONFIG.inbox_path)
@@ -92,18 +107,21 @@ def run(
                 chaos = "slow:28"
             elif kind == "transient":
                 chaos = "transient"
+            elif kind == "dropped":
+                chaos = "drop"
             elif kind == "late_tenant":
                 customer = f"cus_demo{uuid.uuid4().hex[:10]}"
                 timer = threading.Timer(onboarding_delay, db.add_tenant, (CONFIG.db_path, customer))
                 timer.daemon = True
                 timer.start()  # onboarding catches up a little later
-            response = deliver(
-                url,
-                event(rng.choice(FIXTURES), event_id, customer=customer, chaos=chaos),
-                CONFIG.stripe_webhook_secret,
-                client,
-            )
-            response.raise_for_status()
+            made = event(rng.choice(FIXTURES), event_id, customer=customer, chaos=chaos)
+            secret = _ROTATED_SECRET if kind == "bad_signature" else CONFIG.stripe_webhook_secret
+            response = deliver(url, made, secret, client)
+            if kind != "bad_signature":
+                response.raise_for_status()
+            if stripe_standin is not None:
+                record = {"event": made, "undelivered": response.status_code >= 300}
+                client.post(f"{stripe_standin}/_standin/events", json=record).raise_for_status()
             sent += 1
             stop.wait(rng.expovariate(rate))
     return sent
@@ -117,9 +135,18 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=0, help="seconds (default: until Ctrl-C)")
     parser.add_argument("--onboarding-delay", type=float, default=25, help="seconds before late tenants exist")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--stripe-standin", help="also record every event at this stand-in for Stripe's Events API")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        sent = run(args.url, args.rate, args.duration, args.onboarding_delay, args.seed, threading.Event())
+        sent = run(
+            args.url,
+            args.rate,
+            args.duration,
+            args.onboarding_delay,
+            args.seed,
+            threading.Event(),
+            args.stripe_standin,
+        )
         print(f"sent {sent}")
 
 

@@ -36,13 +36,22 @@ async def stripe_webhook(request: Request, stripe_signature: Annotated[str, Head
         raise HTTPException(400, "inconsistent event")
     if data["type"] not in effects.EFFECTS:
         return {"received": True, "handled": False}
+    if (data["data"]["object"].get("metadata") or {}).get("fw_chaos") == "drop":
+        return {"received": True, "handled": True}  # BUG (demo): answered 200, never accepted
     db.store_event(CONFIG.inbox_path, data)
     tasks.enqueue(data)  # the receipt span is recorded when the broker accepts it
     return {"received": True, "handled": True}
 
 
 def repair(request: RepairRequest) -> None:
-    """Re-apply an effect (Fulfillwatch records the outcome as a result with the replay id)."""
+    """Re-apply an effect (Fulfillwatch records the outcome as a result with the replay id). For
+    an event the shop never received, Fulfillwatch sends it as Stripe's API returned it: keep it
+    in the inbox and apply the effect its type needs, as the webhook's job would have."""
+    if request.not_received and request.stripe_event is not None:
+        event = dict(request.stripe_event)
+        db.store_event(CONFIG.inbox_path, event)
+        effects.apply(effects.EFFECTS[event["type"]], event, already_done=lambda: None, repairing=True)
+        return
     event = db.load_event(CONFIG.inbox_path, request.stripe_event_id)
     if event is None:
         raise LookupError(f"event {request.stripe_event_id} is not in the inbox")

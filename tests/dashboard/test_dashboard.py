@@ -272,3 +272,17 @@ def test_views_format_what_the_pages_show() -> None:
     assert list(table["what"]) == ["receipt", "result: failure (B)", "opened", "callback #1: HTTP 503"]
     assert list(views.audit_table(timeline)["what"]) == ["opened", "callback #1: HTTP 503"]
     assert views.timeline_chart(table).to_dict()["mark"]["type"] == "circle"
+    assert "Not received by the app" in views.KIND_EXPLANATIONS["not_received"]
+    record = dict(
+        views.stripe_record_fields(
+            {
+                "created": "2026-12-01T10:00:00+00:00",
+                "account": "",
+                "amount": 2000,
+                "currency": "usd",
+                "delivery_failed": True,
+            }
+        )
+    )
+    assert record["account"] == "own" and record["amount"] == "20.00 USD"
+    assert record["delivery"] == "Stripe reports it failed"

@@ -66,7 +66,7 @@ class RunningDemo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
     """``fulfillwatch demo`` as a newcomer runs it (own ports, own data dir), stopped with SIGINT."""
     directory = tmp_path_factory.mktemp("demo")
-    ports = {name: free_port() for name in ("api", "otlp", "dashboard", "shop", "redis")}
+    ports = {name: free_port() for name in ("api", "otlp", "dashboard", "shop", "redis", "stripe")}
     token = "browser-test-token"
     log_path = directory / "demo.out"
     command = [sys.executable, "-m", "fulfillwatch.incident_engine", "demo", "--root", str(ROOT)]
@@ -164,6 +164,40 @@ def test_demo_shows_incidents_and_one_is_repaired_from_the_browser(demo: Running
     assert detail["state"] == "resolved"
     resolved = [entry for entry in detail["timeline"] if entry["type"] == "resolved"]
     assert resolved and resolved[-1]["details"]["resolved_by"] == "reprocess", resolved
+    page.close()
+
+
+def test_demo_shows_not_received_events_and_reprocess_delivers_one(demo: RunningDemo, browser: Browser) -> None:
+    # The demo's traffic loses a few deliveries (a wrong signature, a handler that drops the
+    # event); the reconciler finds them in Stripe's record (the demo's stand-in for Stripe's API).
+    incident = wait_for(
+        lambda: next(iter(demo.incidents(state="open", kind="not_received")), None),
+        timeout=240,
+        interval=0.5,
+        what="a not_received incident",
+    )
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{demo.dashboard_url}/incident?id={incident['id']}")
+    _settled(page, 'h3:has-text("not_received")')
+    assert page.get_by_text("Not received by the app").count() >= 1
+    assert page.get_by_text("Stripe's record").count() >= 1
+    page.wait_for_selector('[data-testid="stDataFrame"]', timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "not_received.png"), full_page=True)
+    page.get_by_role("button", name="Reprocess", exact=True).click()
+    page.get_by_role("button", name="Confirm reprocess").click()
+    page.get_by_text("Reprocess started").wait_for(timeout=30_000)
+    # The shop's repair endpoint gets the Stripe event, runs the handler's work on it, and its
+    # receipt and success resolve the incident.
+    page.locator("h3", has_text="resolved").first.wait_for(timeout=60_000)
+    detail = httpx.get(
+        f"{demo.api_url}/api/incidents/{incident['id']}",
+        headers={"Authorization": f"Bearer {demo.token}"},
+        timeout=10,
+    ).json()
+    assert detail["state"] == "resolved" and detail["stripe_event"]["stripe_event_id"] == incident["stripe_event_id"]
+    assert any(entry["type"] == "receipt" for entry in detail["timeline"])  # recorded by the repair
+    resolved = [entry for entry in detail["timeline"] if entry["type"] == "resolved"]
+    assert resolved[-1]["details"]["resolved_by"] == "reprocess", resolved
     page.close()
 
 

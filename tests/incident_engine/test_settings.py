@@ -86,3 +86,44 @@ def test_named_tokens_alone_are_enough_but_no_token_at_all_is_not(
     config.write_text("")
     with pytest.raises(SettingsError, match="FULFILLWATCH_API_TOKEN is not set and no \\[api_tokens\\]"):
         load_settings(config)
+
+
+_STRIPE = '[stripe]\nservice = "shop-web"\nmode = "live"\n'
+
+
+@pytest.mark.parametrize(
+    ("key", "extra", "message"),
+    [
+        (None, "", "api_key_env: the variable STRIPE_API_KEY is not set"),
+        ("rk_live_xxxxxxxxxxxxxxxx", "", "the Stripe key in $STRIPE_API_KEY is not a Stripe API key"),
+        ("changeme", "", "is not a Stripe API key (expected rk_live_"),
+        ("rk_test_51AbcdefghijKLMNOP", "", "is a test-mode key but stripe.mode is 'live'"),
+        ("rk_live_51AbcdefghijKLMNOP", 'accounts = ["acme"]\n', "'acme' is not a Stripe account id"),
+        ("rk_live_51AbcdefghijKLMNOP", 'backfill = "45d"\n', "longer than the 30 days Stripe keeps events"),
+        ("rk_live_51AbcdefghijKLMNOP", 'api_base = "http://stripe.example.com"\n', "api_base must use https"),
+        ("rk_live_51AbcdefghijKLMNOP", 'grace_s_by_type = { "x.y" = 60 }\n', "names types not in event_types"),
+    ],
+)
+def test_a_bad_stripe_table_is_refused_at_start_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str | None, extra: str, message: str
+) -> None:
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    if key is not None:
+        monkeypatch.setenv("STRIPE_API_KEY", key)
+    with pytest.raises(SettingsError, match="stripe") as refused:
+        _load(tmp_path, _STRIPE + extra)
+    assert message in str(refused.value)
+    if key is not None:
+        assert key not in str(refused.value)  # the key itself is never repeated
+
+
+def test_a_stripe_key_from_a_file_and_plans_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "stripe-key"
+    secret.write_text("rk_live_51FromAFileAbcdefghij\n")
+    monkeypatch.setenv("FULFILLWATCH_PLANS", '{"checkout.session.completed": {"effects": ["unlock_access", "email"]}}')
+    settings = _load(tmp_path, _STRIPE + f'api_key_file = "{secret}"\n')
+    assert settings.stripe is not None and settings.stripe.key() == "rk_live_51FromAFileAbcdefghij"
+    assert settings.plans["checkout.session.completed"].effects == ["unlock_access", "email"]
+    assert "rk_live_51FromAFile" not in repr(settings) and "rk_live_51FromAFile" not in settings.model_dump_json()

@@ -106,6 +106,9 @@ class InProcessService:
             self.settings, store, http_transport=http_transport, sleep=sleep or asyncio.sleep
         )
         self.service.engine.clock = self.clock
+        for part in (self.service.declared, self.service.reconciler):
+            if part is not None:
+                part.clock = self.clock
         self.loop = LoopThread()
         self._stop = self.loop.run(_event())
         self.loop.run(self.service.writer.start())

@@ -207,10 +207,11 @@ def to_arrow_table(signals: Sequence[Signal]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=_ARROW_SCHEMA)
 
 
-def arrow_stream(tables: Sequence[pa.Table]) -> bytes:
-    """Tables of the insert schema as one Arrow IPC stream (the fastest insert format for chDB)."""
+def arrow_stream(tables: Sequence[pa.Table], schema: pa.Schema = _ARROW_SCHEMA) -> bytes:
+    """Tables of one schema (default: the signals' insert schema) as one Arrow IPC stream (the
+    fastest insert format for chDB)."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, _ARROW_SCHEMA) as stream:
+    with pa.ipc.new_stream(sink, schema) as stream:
         for table in tables:
             stream.write_table(table)
     return bytes(sink.getvalue().to_pybytes())

@@ -39,6 +39,9 @@ _LANES = {
     "result": "signals",
     "callback_attempt": "callbacks",
     "alert_attempt": "alerts",
+    "stripe_event_created": "stripe",
+    "stripe_event_read": "stripe",
+    "grace_deadline": "stripe",
 }
 
 
@@ -221,6 +224,39 @@ def event_fields(event: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("customer", str(event.get("customer") or "—")),
         ("amount", format_amount(event.get("amount"), event.get("currency"))),
         ("mode", "live" if livemode else ("test" if livemode is False else "—")),
+    ]
+
+
+#: What each kind that does not start from an app's own signal means, for the incident page.
+KIND_EXPLANATIONS = {
+    "not_received": (
+        "Not received by the app: Stripe has this event, but the app never recorded a receipt for it within "
+        "the grace period. Either Stripe could not deliver it (the webhook endpoint was down or rejected the "
+        "signature) or the handler lost it before accepting it. Reprocess sends the Stripe event to the app's "
+        "repair endpoint, which can run the original handler."
+    ),
+    "effect_missing": (
+        "A planned effect is missing: the event's fulfillment plan requires this effect, and it got no receipt "
+        "or result of its own while the event's other effects did."
+    ),
+    "signals_stopped": (
+        "Signals stopped: this service recorded no receipt of this event type for longer than its quiet period. "
+        "Check the webhook endpoint (deploys, signing secret, Stripe's endpoint status); once receipts resume "
+        "the incident resolves. `fulfillwatch reconcile` lists the events it missed."
+    ),
+}
+
+
+def stripe_record_fields(stripe_event: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Stripe's own record of the event (as the reconciler read it), labelled."""
+    created = when(stripe_event.get("created"))
+    return [
+        ("created", created.strftime("%Y-%m-%d %H:%M:%S UTC") if created else "—"),
+        ("account", str(stripe_event.get("account") or "own")),
+        ("object", str(stripe_event.get("object_id") or "—")),
+        ("customer", str(stripe_event.get("customer") or "—")),
+        ("amount", format_amount(stripe_event.get("amount"), stripe_event.get("currency"))),
+        ("delivery", "Stripe reports it failed" if stripe_event.get("delivery_failed") else "no failure reported"),
     ]
 
 

@@ -8,6 +8,7 @@ import importlib
 import logging
 import secrets
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -16,10 +17,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from fulfillwatch.collector_processor.ingest_auth import hash_api_key
-from fulfillwatch.collector_processor.store import InvalidDsn, StoreUnavailable, parse_dsn
+from fulfillwatch.collector_processor.store import InvalidDsn, StoreLocation, StoreUnavailable, parse_dsn
 from fulfillwatch.incident_engine.config import check_name
 from fulfillwatch.incident_engine.logs import LogFormat, configure_logging
-from fulfillwatch.incident_engine.settings import ALL_ROLES, Role, SettingsError, load_settings
+from fulfillwatch.incident_engine.reconcile_cli import register as register_reconcile
+from fulfillwatch.incident_engine.settings import ALL_ROLES, Role, ServerSettings, SettingsError, load_settings
+from fulfillwatch.incident_engine.stripe_config import check_backfill, parse_duration
 
 app = typer.Typer(
     help="Fulfillwatch: find paid Stripe events whose business effect failed or never happened.",
@@ -33,6 +36,12 @@ _logger = logging.getLogger("fulfillwatch")
 
 
 _LogLevel = Annotated[str, typer.Option(help="debug | info | warning | error")]
+_StripeBackfill = Annotated[
+    Optional[str],
+    typer.Option(
+        help="With a stripe table: how far back a first start reads Stripe's events, e.g. 7d (default: its backfill)"
+    ),
+]
 _LogFormatOption = Annotated[str, typer.Option("--log-format", help="plain | json (one JSON object per line)")]
 
 
@@ -53,6 +62,7 @@ def serve(
         Optional[Path],
         typer.Option("--config", help="TOML file: repair_targets, alerts, ingest_projects, other settings"),
     ] = None,
+    stripe_backfill: _StripeBackfill = None,
     log_level: _LogLevel = "info",
     log_format: _LogFormatOption = "plain",
 ) -> None:
@@ -72,22 +82,26 @@ def serve(
         demo=demo or None,
         engine_interval_s=engine_interval,
         default_timeout_s=default_timeout,
+        stripe_backfill=stripe_backfill,
     )
 
 
-def _run(roles: frozenset[Role], config: Path | None, log_level: str, log_format: str, **overrides: Any) -> None:
+def _run(
+    roles: frozenset[Role],
+    config: Path | None,
+    log_level: str,
+    log_format: str,
+    stripe_backfill: str | None = None,
+    **overrides: Any,
+) -> None:
     """Validate the settings, say what runs where, and run ``roles`` until stopped."""
     if log_format not in ("plain", "json"):
         _console.print(f"[red]fulfillwatch: --log-format must be plain or json, not {escape(log_format)!r}[/red]")
         raise typer.Exit(2)
     format_: LogFormat = "json" if log_format == "json" else "plain"
     configure_logging(log_level, format_)
-    try:
-        settings = load_settings(config, **overrides)
-        location = parse_dsn(settings.clickhouse_dsn, settings.data_dir)
-    except (SettingsError, InvalidDsn) as exc:
-        _console.print(f"[red]fulfillwatch: invalid configuration:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+    settings, location = _settings(config, **overrides)
+    backfill = _backfill(stripe_backfill)
     if roles != ALL_ROLES and location.embedded:
         command = next(iter(roles)) if len(roles) == 1 else "the split services"
         _console.print(
@@ -109,6 +123,15 @@ def _run(roles: frozenset[Role], config: Path | None, log_level: str, log_format
             )
     if "engine" in roles and settings.otel_traces_table:
         lines.append(f"  importing  fulfillment spans from {settings.otel_traces_table}")
+    if "engine" in roles and settings.stripe is not None:
+        stripe = settings.stripe
+        accounts = f"{len(stripe.accounts)} Connect account(s)" if stripe.accounts else "the key's own account"
+        lines.append(
+            f"  stripe     {len(stripe.event_types)} event type(s), {accounts}, every {stripe.poll_interval_s:.0f} s "
+            f"({stripe.mode} mode; not_received after {stripe.grace_s:.0f} s)"
+        )
+    if "engine" in roles and settings.plans:
+        lines.append(f"  plans      {', '.join(escape(t) for t in settings.plans)}")
     if "api" in roles or "engine" in roles:
         for name, destination in settings.alerts.items():
             lines.append(f"  alerts     {escape(name)}: {destination.type} → {destination.describe()}")
@@ -122,7 +145,7 @@ def _run(roles: frozenset[Role], config: Path | None, log_level: str, log_format
     from fulfillwatch.incident_engine.server import serve as run_server
 
     try:
-        asyncio.run(run_server(settings, roles))
+        asyncio.run(run_server(settings, roles, stripe_backfill=backfill))
     except StoreUnavailable as exc:
         _console.print(f"[red]fulfillwatch: store unavailable:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
@@ -134,6 +157,26 @@ def _run(roles: frozenset[Role], config: Path | None, log_level: str, log_format
         first = str(exc).splitlines()[0] if str(exc) else ""
         _console.print(f"[red]fulfillwatch: stopped by an error:[/red] {type(exc).__name__}: {escape(first)}")
         raise typer.Exit(1) from None
+
+
+def _settings(config: Path | None, **overrides: Any) -> tuple[ServerSettings, StoreLocation]:
+    """Settings and the store's location, or exit 2 with the message naming the setting."""
+    try:
+        settings = load_settings(config, **overrides)
+        return settings, parse_dsn(settings.clickhouse_dsn, settings.data_dir)
+    except (SettingsError, InvalidDsn) as exc:
+        _console.print(f"[red]fulfillwatch: invalid configuration:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+def _backfill(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(check_backfill(text))
+    except ValueError as exc:
+        _console.print(f"[red]fulfillwatch: --stripe-backfill:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
 
 
 _Config = Annotated[
@@ -157,11 +200,12 @@ def collector(
 def engine(
     config: _Config = None,
     engine_interval: Annotated[Optional[float], typer.Option(help="Seconds between evaluations [default 5]")] = None,
+    stripe_backfill: _StripeBackfill = None,
     log_level: _LogLevel = "info",
     log_format: _LogFormatOption = "plain",
 ) -> None:
     """Split service: incident detection only (needs a ClickHouse server; one runs, others stand by)."""
-    _run(frozenset({"engine"}), config, log_level, log_format, engine_interval_s=engine_interval)
+    _run(frozenset({"engine"}), config, log_level, log_format, stripe_backfill, engine_interval_s=engine_interval)
 
 
 @app.command()
@@ -185,6 +229,7 @@ def demo(
     otlp_port: int = 4318,
     shop_port: int = 8100,
     redis_port: int = 6390,
+    stripe_port: Annotated[int, typer.Option(help="The stand-in for Stripe's Events API")] = 12111,
     rate: Annotated[float, typer.Option(help="Webhooks per second")] = 1.5,
 ) -> None:
     """Run the whole product with an example shop that sometimes fails (Ctrl-C stops it).
@@ -204,7 +249,14 @@ def demo(
     code = runner.main(
         root=checkout,
         data_dir=data_dir.resolve(),
-        ports={"otlp": otlp_port, "api": api_port, "dashboard": dashboard_port, "shop": shop_port, "redis": redis_port},
+        ports={
+            "otlp": otlp_port,
+            "api": api_port,
+            "dashboard": dashboard_port,
+            "shop": shop_port,
+            "redis": redis_port,
+            "stripe": stripe_port,
+        },
         rate=rate,
     )
     raise typer.Exit(int(code))
@@ -278,6 +330,9 @@ def new_api_token(
     token = "fwt_" + secrets.token_urlsafe(32)
     typer.echo(f"API token (give it to its user; it is not stored anywhere): {token}\n")
     typer.echo(f'[api_tokens."{name}"]\nsha256 = "{hash_api_key(token)}"\nscopes = {_toml_list(scopes)}')
+
+
+register_reconcile(app, _settings)
 
 
 @app.callback()

@@ -44,6 +44,7 @@ from clickhouse_connect.driver.client import Client
 from fulfillwatch.collector_processor.ingest_auth import DEFAULT_PROJECT
 from fulfillwatch.collector_processor.migrations import Migration, RetentionRule
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
+from fulfillwatch.incident_engine.schema_declared import DECLARED_RETENTION, declared_migrations
 
 _logger = logging.getLogger("fulfillwatch.store")
 
@@ -460,10 +461,14 @@ ENGINE_MIGRATIONS += (
     ),
 )
 
+# Reconciliation with Stripe and declared expectations (plans): their own module, same sequence.
+ENGINE_MIGRATIONS += declared_migrations(INCIDENT_ID_SQL)
+
 ENGINE_RETENTION = (
     RetentionRule(INCIDENT_LOG_TABLE, "at"),
     RetentionRule(ARRIVALS_TABLE, "ingested_at"),
     RetentionRule(DEADLINES_TABLE, "due_at"),
     RetentionRule(EXPECTATIONS_TABLE, "last_ingested_at"),
     RetentionRule(LOG_FEED_TABLE, "written_at", max_days=LOG_FEED_DAYS),
+    *DECLARED_RETENTION,
 )

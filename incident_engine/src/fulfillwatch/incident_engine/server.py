@@ -26,6 +26,7 @@ import signal
 import threading
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import uvicorn
@@ -33,6 +34,7 @@ from fastapi import FastAPI
 
 from fulfillwatch.collector_processor.app import create_ingest_app
 from fulfillwatch.collector_processor.counters import IngestCounters
+from fulfillwatch.collector_processor.ingest_auth import DEFAULT_PROJECT
 from fulfillwatch.collector_processor.ingest_gate import ByteBudget
 from fulfillwatch.collector_processor.migrations import apply_migrations, apply_retention
 from fulfillwatch.collector_processor.receiver import ReceiverSettings
@@ -44,8 +46,10 @@ from fulfillwatch.incident_engine.api.health import probe_router
 from fulfillwatch.incident_engine.delivery.alert_sender import AlertSender
 from fulfillwatch.incident_engine.delivery.attempts import Sleep
 from fulfillwatch.incident_engine.delivery.reprocess import Dispatcher
+from fulfillwatch.incident_engine.detection.declared import DeclaredCheck
 from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
 from fulfillwatch.incident_engine.detection.lease import EngineLease
+from fulfillwatch.incident_engine.detection.silence import SilenceCheck, watches
 from fulfillwatch.incident_engine.incidents.bulk import BulkReprocessor
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
 from fulfillwatch.incident_engine.incidents.lifecycle import IncidentActions
@@ -53,11 +57,14 @@ from fulfillwatch.incident_engine.readiness import Readiness
 from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS, ENGINE_RETENTION
 from fulfillwatch.incident_engine.settings import ALL_ROLES, Role, ServerSettings
 from fulfillwatch.incident_engine.sources.otel_traces import OtelTracesImporter
+from fulfillwatch.incident_engine.sources.stripe_events import Reconciler
 
 _logger = logging.getLogger("fulfillwatch.server")
 #: Seconds uvicorn waits for open requests at a stop, and after which the process exits anyway.
 GRACEFUL_S = 5
 STOP_DEADLINE_S = 9.0
+#: Seconds between two checks of plans' declared effects when Stripe is not configured.
+DECLARED_CHECK_S = 15.0
 
 
 class _Listener(uvicorn.Server):
@@ -92,6 +99,10 @@ class Service:
     readiness: Readiness
     ingest_app: FastAPI
     api_app: FastAPI
+    #: Declared expectations (Stripe's record, plans): ``None`` when neither is configured.
+    declared: DeclaredCheck | None = None
+    #: Reads Stripe's Events API: ``None`` without ``[stripe]``.
+    reconciler: Reconciler | None = None
 
 
 def build_service(
@@ -101,10 +112,12 @@ def build_service(
     *,
     http_transport: httpx.AsyncBaseTransport | None = None,
     sleep: Sleep = asyncio.sleep,
+    stripe_backfill: timedelta | None = None,
 ) -> Service:
     """Wire receiver, writer, engine and API around ``store``. Callbacks and alerts go out
     through ``http_transport`` (default: the network) and wait between attempts with ``sleep``:
-    tests pass an ``httpx.MockTransport`` and a sleep that does not wait."""
+    tests pass an ``httpx.MockTransport`` and a sleep that does not wait. ``stripe_backfill``
+    overrides how far back a first reconciliation reads (``--stripe-backfill``)."""
     counters = IngestCounters()
     journal = Journal(store)
     importers = []
@@ -177,7 +190,37 @@ def build_service(
             bulk=bulk,
         )
     )
-    return Service(settings, store, counters, engine, dispatcher, alerts, bulk, writer, readiness, ingest_app, api_app)
+    plans = {event_type: plan.effects for event_type, plan in settings.plans.items()}
+    watched = watches(settings.silence, settings.service_projects())
+    silence = SilenceCheck(journal, watched, stripe_reconciling=settings.stripe is not None) if watched else None
+    interval = settings.stripe.check_interval_s if settings.stripe is not None else DECLARED_CHECK_S
+    declared = None
+    if plans or settings.stripe or silence:
+        declared = DeclaredCheck(store, journal, plans, silence=silence, interval_s=interval)
+    reconciler = None
+    if settings.stripe is not None:
+        project = settings.service_projects().get(settings.stripe.service, DEFAULT_PROJECT)
+        assert declared is not None  # built above whenever [stripe] is configured
+        reconciler = Reconciler(
+            store, settings.stripe, project, plans, backfill=stripe_backfill, declare_lock=declared.lock
+        )
+    # The engine's leader runs them between its ticks: Stripe first, then what fell due.
+    engine.chores = [chore for chore in (reconciler, declared) if chore is not None]
+    return Service(
+        settings,
+        store,
+        counters,
+        engine,
+        dispatcher,
+        alerts,
+        bulk,
+        writer,
+        readiness,
+        ingest_app,
+        api_app,
+        declared,
+        reconciler,
+    )
 
 
 def _listener(app: FastAPI, host: str, port: int, max_connections: int) -> _Listener:
@@ -213,13 +256,15 @@ def _exit_if_stuck(deadline_s: float) -> threading.Timer:
     return timer
 
 
-async def serve(settings: ServerSettings, roles: Collection[Role] = ALL_ROLES) -> None:
+async def serve(
+    settings: ServerSettings, roles: Collection[Role] = ALL_ROLES, *, stripe_backfill: timedelta | None = None
+) -> None:
     """Run ``roles`` until SIGTERM/SIGINT (all of them: ``fulfillwatch serve``)."""
     unknown = set(roles) - ALL_ROLES
     if unknown or not roles:
         raise ValueError(f"roles must be some of {sorted(ALL_ROLES)}, got {sorted(roles)}")
     store = await asyncio.to_thread(prepare_store, settings)
-    service = build_service(settings, store, roles)
+    service = build_service(settings, store, roles, stripe_backfill=stripe_backfill)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -31,6 +31,7 @@ from fulfillwatch.incident_engine.config import (
     is_loopback,
 )
 from fulfillwatch.incident_engine.sources.otel_traces import validate_table_name
+from fulfillwatch.incident_engine.stripe_config import Plan, SilenceWatch, StripeConfig, check_event_type
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -118,6 +119,15 @@ class ServerSettings(BaseSettings):
     receive_otlp: bool = Field(
         True, description="Run the OTLP/REST receiver; false to take spans only from otel_traces_table"
     )
+    stripe: StripeConfig | None = Field(
+        None, description="Reconcile against Stripe's Events API (not_received incidents)"
+    )
+    plans: dict[str, Plan] = Field(
+        default_factory=dict, description="Effects every event of a type needs (effect_missing incidents)"
+    )
+    silence: dict[str, SilenceWatch] = Field(
+        default_factory=dict, description="Per service.name: alert when its receipts stop (signals_stopped)"
+    )
     engine_lease_s: float = Field(
         30.0, gt=0, description="Split engine: a lease older than this is taken over by a standby engine"
     )
@@ -126,6 +136,13 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _table_name(cls, value: str | None) -> str | None:
         return None if value is None else validate_table_name(value)
+
+    @field_validator("plans")
+    @classmethod
+    def _plan_types(cls, plans: dict[str, Plan]) -> dict[str, Plan]:
+        for event_type in plans:
+            check_event_type(event_type)
+        return plans
 
     @classmethod
     def settings_customise_sources(

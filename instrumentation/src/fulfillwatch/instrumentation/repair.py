@@ -11,7 +11,10 @@ With FastAPI or Starlette::
     from fulfillwatch.instrumentation.repair import repair_router
 
     def grant_again(request: RepairRequest) -> None:      # idempotent, like the original job
-        grant_credits(request.stripe_event_id)
+        if request.not_received:                          # Stripe has the event, the app never got it:
+            handle_stripe_event(request.stripe_event)     # the original webhook handler's work
+        else:
+            grant_credits(request.stripe_event_id)
 
     app.include_router(repair_router(grant_again, secrets=[os.environ["FULFILLWATCH_REPAIR_SECRET"]]))
 
@@ -36,8 +39,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from ._receipt import record_receipt
 from ._result import error_type, fulfillment
 
+#: The incident kind of an event Stripe has and the app never recorded.
+NOT_RECEIVED = "not_received"
 #: Both directions, like every reference implementation of Standard Webhooks.
 TOLERANCE = timedelta(minutes=5)
 _REQUIRED = ("replay_id", "incident_id", "stripe_event_id", "event_type")
@@ -86,6 +92,14 @@ class RepairRequest:
     reason: str
     timestamp: datetime
     payload: Mapping[str, Any] = field(repr=False)
+    #: ``kind == "not_received"``: the Stripe event as Stripe's Events API returned it — the app
+    #: never received it, so the repair runs the original webhook handler's work on it.
+    stripe_event: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def not_received(self) -> bool:
+        """The app never recorded this event: run the original handler's work on :attr:`stripe_event`."""
+        return self.kind == NOT_RECEIVED
 
 
 class SeenReplayIds(Protocol):
@@ -213,6 +227,11 @@ def _parse(webhook_id: str, text: str, timestamp: datetime) -> RepairRequest:
     if payload["replay_id"] != webhook_id:
         raise MalformedRepairRequest("replay_id in the body differs from the webhook-id header")
     attempt = payload.get("attempt", 1)
+    stripe_event = payload.get("stripe_event")
+    if stripe_event is not None and (
+        not isinstance(stripe_event, dict) or stripe_event.get("id") != payload["stripe_event_id"]
+    ):
+        raise MalformedRepairRequest("stripe_event is not the Stripe event this callback is about")
     return RepairRequest(
         replay_id=payload["replay_id"],
         incident_id=payload["incident_id"],
@@ -225,6 +244,7 @@ def _parse(webhook_id: str, text: str, timestamp: datetime) -> RepairRequest:
         reason=str(payload.get("reason") or ""),
         timestamp=timestamp,
         payload=payload,
+        stripe_event=stripe_event,
     )
 
 
@@ -260,8 +280,16 @@ def _repaired(request: RepairRequest) -> RepairResponse:
 
 
 def _run_scope(request: RepairRequest) -> Any:
+    receipt = None
+    if request.not_received:
+        # The app accepts the event now, for the first time: its receipt, then the repair's result.
+        receipt = record_receipt(request.stripe_event_id, effect=request.effect, event_type=request.event_type)
     return fulfillment(
-        request.stripe_event_id, effect=request.effect, event_type=request.event_type, replay_id=request.replay_id
+        request.stripe_event_id,
+        effect=request.effect,
+        event_type=request.event_type,
+        replay_id=request.replay_id,
+        receipt=receipt,
     )
 
 

@@ -53,8 +53,18 @@ def _header(detail: dict[str, Any]) -> None:
         f"Effect **{md(detail['effect'])}** · service **{md(detail['service'] or '—')}** · "
         f"project **{md(detail['project'])}** · opened **{opened}** · Stripe event **{md(detail['stripe_event_id'])}**"
     )
-    fields = " · ".join(f"{label}: **{md(value)}**" for label, value in views.event_fields(detail["event"]))
-    st.markdown(f"Stripe event — {fields}")
+    explanation = views.KIND_EXPLANATIONS.get(detail["kind"])
+    if explanation:
+        st.info(explanation)
+    reported = views.event_fields(detail["event"])
+    if any(value != "—" for _, value in reported):  # nothing, when the app never reported the event
+        st.markdown("Stripe event — " + " · ".join(f"{label}: **{md(value)}**" for label, value in reported))
+    stripe_event = detail.get("stripe_event")
+    if stripe_event:
+        record = " · ".join(f"{label}: **{md(value)}**" for label, value in views.stripe_record_fields(stripe_event))
+        st.markdown(f"Stripe's record — {record}")
+        with st.expander("The event as Stripe's API returned it"):
+            st.json(stripe_event["raw"], expanded=False)
     trace_ids = [e["details"].get("trace_id") for e in detail["timeline"] if e["type"] in ("receipt", "result")]
     link = views.trace_link(ui.config().trace_url_template, next((t for t in trace_ids if t), None))
     if link:

@@ -4,7 +4,9 @@
 * ``/readyz`` — it can do its job now (:mod:`~fulfillwatch.incident_engine.readiness`): 503
   with the names of the failing checks otherwise;
 * ``/healthz`` — kept for load balancers configured before ``/readyz``: 200 when the store
-  answers and the engine's heartbeat is fresh;
+  answers and the engine's heartbeat is fresh; with ``[stripe]`` it also says whether Stripe's
+  Events API is being read (a refused key shows here, but is not a reason for 503: detection of
+  everything else goes on);
 * ``/api/health`` (``read`` scope) — the same with the store's location and the ingest counters.
 
 Unauthenticated answers carry no paths, hosts or counters.
@@ -13,15 +15,17 @@ Unauthenticated answers carry no paths, hosts or counters.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import APIRouter, Response
 
 from fulfillwatch.incident_engine.api.auth import ReadDep
 from fulfillwatch.incident_engine.api.context import STORE_ERRORS, ApiContext, ContextDep
-from fulfillwatch.incident_engine.api.models import EngineHealth, HealthModel, Probe, StoreHealth
+from fulfillwatch.incident_engine.api.models import EngineHealth, HealthModel, Probe, StoreHealth, StripeHealth
 from fulfillwatch.incident_engine.detection.engine_state import load_heartbeat
 from fulfillwatch.incident_engine.readiness import Readiness
+from fulfillwatch.incident_engine.sources.stripe_events import load_status
 
 router = APIRouter(tags=["health"])
 
@@ -51,9 +55,13 @@ def probe_router(readiness: Readiness) -> APIRouter:
 def _health(context: ApiContext, *, detailed: bool) -> tuple[bool, HealthModel]:
     store = StoreHealth(reachable=False, location=context.store.location.describe() if detailed else None)
     engine = EngineHealth()
+    stripe: StripeHealth | None = None
     try:
-        heartbeat = load_heartbeat(context.store.client("health"))
+        client = context.store.client("health")
+        heartbeat = load_heartbeat(client)
         store.reachable = True
+        if context.settings.stripe is not None:
+            stripe = _stripe_health(load_status(client))
     except (*STORE_ERRORS, ClickHouseError) as exc:
         context.store.discard("health")
         store.error = str(exc).splitlines()[0][:300] if detailed else "unreachable"
@@ -74,8 +82,20 @@ def _health(context: ApiContext, *, detailed: bool) -> tuple[bool, HealthModel]:
         status="ok" if healthy else "degraded",
         store=store,
         engine=engine,
+        stripe=stripe,
         ingest=context.counters.snapshot() if detailed else None,
         failing=context.readiness.failing() if detailed else [],
+    )
+
+
+def _stripe_health(status: dict[str, Any] | None) -> StripeHealth:
+    if status is None:
+        return StripeHealth(ok=False, error="no poll has completed yet")
+    return StripeHealth(
+        ok=bool(status.get("ok")),
+        error=str(status.get("error") or ""),
+        last_poll_at=status.get("last_poll_at"),
+        warnings=list(status.get("warnings") or []),
     )
 
 

@@ -18,6 +18,7 @@ from fulfillwatch.incident_engine.api.models import (
     IncidentPageModel,
     IncidentSummaryModel,
     SignalModel,
+    StripeEventModel,
     TimelineEntry,
 )
 from fulfillwatch.incident_engine.detection.expectations import expectations_of_event
@@ -97,13 +98,17 @@ def get_incident(
         None,
     )
     now = datetime.now(timezone.utc)
+    stripe = signal_reads.stored_event(client, summary.identity.stripe_event_id)
     return IncidentDetail(
         **IncidentSummaryModel.of(summary).model_dump(),
         expectation=ExpectationModel.of(expectation_view(expectation, now, _default_timeout(context)))
         if expectation
         else None,
         event=EventFactsModel.of(event_facts(signals)),
-        timeline=[TimelineEntry.of(item) for item in build_timeline(signals, log_reads.entries(client, incident_id))],
+        stripe_event=StripeEventModel.of(stripe) if stripe is not None else None,
+        timeline=[
+            TimelineEntry.of(item) for item in build_timeline(signals, log_reads.entries(client, incident_id), stripe)
+        ],
     )
 
 
@@ -120,10 +125,12 @@ def get_event(
     """
     now = datetime.now(timezone.utc)
     expectations = expectations_of_event(client, stripe_event_id)
+    stripe = signal_reads.stored_event(client, stripe_event_id)
     page = log_reads.list_incidents(client, log_reads.IncidentFilter(stripe_event_id=stripe_event_id), 500, 0)
     return EventView(
         stripe_event_id=stripe_event_id,
         expectations=[ExpectationModel.of(expectation_view(e, now, _default_timeout(context))) for e in expectations],
         incidents=[IncidentSummaryModel.of(item) for item in page.items],
         signals=[SignalModel.of(signal) for signal in signal_reads.signals_of(client, stripe_event_id)],
+        stripe_event=StripeEventModel.of(stripe) if stripe is not None else None,
     )

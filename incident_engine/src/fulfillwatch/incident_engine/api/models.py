@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fulfillwatch.incident_engine.incidents.records import IncidentSummary, SignalRecord
+from fulfillwatch.incident_engine.incidents.records import IncidentSummary, SignalRecord, StripeEventRecord
 from fulfillwatch.incident_engine.incidents.timeline import EventFacts, ExpectationView, TimelineItem
 from fulfillwatch.incident_engine.model.status import Kind, ResultInfo
 from fulfillwatch.incident_engine.model.transitions import State
@@ -168,11 +168,38 @@ class EventFactsModel(BaseModel):
         return cls(**facts.__dict__)
 
 
+class StripeEventModel(BaseModel):
+    """A Stripe event as the reconciler read it from Stripe's Events API."""
+
+    stripe_event_id: str
+    event_type: str
+    account: str = Field(description="The Connect account ('' for the key's own account)")
+    created: datetime = Field(description="When Stripe created the event")
+    livemode: bool
+    object_id: str = Field(description="The id of the event's data.object (a checkout session, an invoice, ...)")
+    customer: str
+    amount: int | None = Field(None, description="In the currency's smallest unit")
+    currency: str
+    delivery_failed: bool = Field(
+        description="Stripe lists it as not delivered (delivery_success=false: failed or still being retried)"
+    )
+    seen_at: datetime = Field(description="When the reconciler first read it")
+    raw: dict[str, Any] = Field(description="The event as Stripe's API returned it")
+
+    @classmethod
+    def of(cls, record: StripeEventRecord) -> StripeEventModel:
+        """The API form of a stored Stripe event."""
+        return cls(**vars(record))
+
+
 class IncidentDetail(IncidentSummaryModel):
     """An incident with its whole story."""
 
     expectation: ExpectationModel | None
     event: EventFactsModel = Field(default_factory=EventFactsModel, description="Key fields of the Stripe event")
+    stripe_event: StripeEventModel | None = Field(
+        None, description="Stripe's own record of the event, when the reconciler read it"
+    )
     timeline: list[TimelineEntry]
 
 
@@ -227,6 +254,9 @@ class EventView(BaseModel):
     expectations: list[ExpectationModel]
     incidents: list[IncidentSummaryModel]
     signals: list[SignalModel]
+    stripe_event: StripeEventModel | None = Field(
+        None, description="Stripe's own record of the event, when the reconciler read it"
+    )
 
 
 class StoreHealth(BaseModel):
@@ -249,12 +279,24 @@ class EngineHealth(BaseModel):
     last_tick_transitions: int | None = None
 
 
+class StripeHealth(BaseModel):
+    """The Stripe reconciler: is Stripe's Events API being read?"""
+
+    ok: bool = Field(description="The last poll succeeded")
+    error: str = Field("", description="Why the last poll failed (e.g. the key was refused: 401)")
+    last_poll_at: datetime | None = Field(None, description="When the last successful poll ended")
+    warnings: list[str] = Field(default_factory=list, description="e.g. a cursor beyond Stripe's 30 days")
+
+
 class HealthModel(BaseModel):
     """Health of the process: store and engine (``/healthz``: no location, no counters)."""
 
     status: str = Field(description="ok | degraded")
     store: StoreHealth
     engine: EngineHealth
+    stripe: StripeHealth | None = Field(
+        None, description="The Stripe reconciler, when configured (its failure does not stop detection)"
+    )
     ingest: dict[str, int] | None = Field(None, description="Ingest counters (GET /api/health only)")
     failing: list[str] = Field(default_factory=list, description="Readiness checks failing now")
 

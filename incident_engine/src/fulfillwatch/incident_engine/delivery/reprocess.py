@@ -8,7 +8,8 @@ dispatch: the JSON body below, signed with the Standard Webhooks scheme by the
 latency, a response excerpt of at most 1 KiB). A rejected or exhausted delivery returns the
 incident to ``open`` (``reprocess_failed``, with the reason); a delivered one waits for the
 app's result — a success carrying the replay id resolves the incident (the engine does that),
-and no result within the target's ``result_timeout_s`` reopens it.
+and no result within the target's ``result_timeout_s`` reopens it. For a ``not_received``
+incident the body also carries ``stripe_event``: the event as Stripe's Events API returned it.
 
 Dispatch state lives in the log, so a restart resumes: deliveries in flight continue with their
 next attempt, delivered ones keep waiting for their result.
@@ -33,6 +34,8 @@ from fulfillwatch.incident_engine.delivery.attempts import Attempt, Sleep, deliv
 from fulfillwatch.incident_engine.delivery.signing import signed_request
 from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
+from fulfillwatch.incident_engine.incidents.signal_reads import stored_event
+from fulfillwatch.incident_engine.model.status import Kind
 from fulfillwatch.incident_engine.model.transitions import SYSTEM_ACTOR, State, Transition, TransitionType
 
 _logger = logging.getLogger("fulfillwatch.dispatcher")
@@ -54,6 +57,9 @@ class DispatchJob:
     first_attempt: int = 1
     #: When resuming: what is left of the wait the last attempt asked for.
     first_delay_s: float | None = None
+    #: ``not_received``: the event as Stripe's Events API returned it, so the app's repair
+    #: endpoint can run its original handler on it.
+    stripe_event: Mapping[str, Any] | None = None
 
     def body(self, attempt: int) -> dict[str, Any]:
         """The JSON document the repair endpoint receives."""
@@ -70,6 +76,7 @@ class DispatchJob:
             "requested_by": self.requested_by,
             "reason": self.reason,
             "requested_at": self.requested_at.isoformat(),
+            **({"stripe_event": dict(self.stripe_event)} if self.stripe_event is not None else {}),
         }
 
     def transition(
@@ -165,6 +172,8 @@ class Dispatcher:
             await self._fail(job, f"no repair target is configured for service {job.identity.service!r}")
             return
         secrets = target.secret_values()
+        if job.kind == Kind.NOT_RECEIVED.value and job.stripe_event is None:
+            job = replace(job, stripe_event=await asyncio.to_thread(self._stripe_event, job.identity.stripe_event_id))
 
         def body(attempt: int) -> tuple[bytes, dict[str, str]]:
             return signed_request(job.replay_id, job.body(attempt), secrets)
@@ -228,6 +237,10 @@ class Dispatcher:
                 elif now >= deadline:
                     del self._awaiting[replay_id]
                     await self._fail(job, f"no result from the repair endpoint within {deadline - job.requested_at}")
+
+    def _stripe_event(self, stripe_event_id: str) -> dict[str, Any] | None:
+        stored = stored_event(self._store.client("dispatcher"), stripe_event_id)
+        return stored.raw if stored is not None else None
 
     def _current(self, incident_id: str) -> tuple[str, str]:
         return log_reads.reprocess_state(self._store.client("dispatcher"), incident_id)

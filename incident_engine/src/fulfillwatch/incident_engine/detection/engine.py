@@ -56,6 +56,14 @@ from fulfillwatch.incident_engine.model.transitions import Transition, plan
 _logger = logging.getLogger("fulfillwatch.engine")
 
 
+class Chore(Protocol):
+    """Work the engine's leader does between two ticks (never during one): the declared check,
+    the Stripe reconciler. Runs only when it is due, never raises."""
+
+    def run_due(self) -> bool:
+        """Do what is due; ``True`` when work is left for right after the next tick."""
+
+
 class SignalImporter(Protocol):
     """A source of signals other than the receiver (see :mod:`.otel_traces`)."""
 
@@ -101,11 +109,13 @@ class Engine:
         *,
         journal: Journal | None = None,
         importers: Sequence[SignalImporter] = (),
+        chores: Sequence[Chore] = (),
         lease: EngineLease | None = None,
         clock: Clock = store_now,
     ) -> None:
         self.store = store
         self.importers = tuple(importers)
+        self.chores = list(chores)
         self._import_errors: dict[str, str] = {}
         self.lease = lease
         self.settings = settings or EngineSettings()
@@ -225,6 +235,10 @@ class Engine:
             try:
                 if self.lease is None or await asyncio.to_thread(self.lease.hold):
                     caught_up = (await asyncio.to_thread(self.tick)).caught_up
+                    # Between ticks, never beside one: a tick's cost is its own (docs/ARCHITECTURE.md).
+                    for chore in self.chores:
+                        if await asyncio.to_thread(chore.run_due):
+                            caught_up = False
                 else:
                     self.last_completed = time.monotonic()  # a live standby is as fresh as the holder
                 failures = 0

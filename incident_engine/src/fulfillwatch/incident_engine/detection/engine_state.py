@@ -30,6 +30,8 @@ def store_now(client: Client) -> datetime:
 
 
 _WATERMARKS = "watermarks"
+#: The Stripe reconciler's status (``sources/stripe_events``), read by health and the silence watch.
+STRIPE_STATUS_KEY = "stripe_status"
 _HEARTBEAT = "heartbeat"
 
 
@@ -64,6 +66,15 @@ def read_state(client: Client, key: str) -> dict[str, Any] | None:
         parameters={"key": key},
     ).result_rows
     return json.loads(rows[0][0]) if rows else None
+
+
+def read_states(client: Client, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The latest JSON value of each of ``keys`` that has one (one query)."""
+    rows = client.query(
+        f"SELECT key, value FROM {ENGINE_STATE_TABLE} FINAL WHERE key IN {{keys:Array(String)}}",
+        parameters={"keys": keys},
+    ).result_rows
+    return {str(key): json.loads(value) for key, value in rows}
 
 
 def write_state(client: Client, key: str, value: dict[str, Any], at: datetime) -> None:

@@ -20,6 +20,7 @@ from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.errors import Conflict, Invalid, NotFound, Unavailable
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
 from fulfillwatch.incident_engine.incidents.records import IncidentSummary
+from fulfillwatch.incident_engine.model.status import Kind
 from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES, State, Transition, TransitionType
 
 MAX_REASON = 2000
@@ -108,6 +109,11 @@ class IncidentActions:
             incident = self._incident(incident_id)
             if incident.state is State.RESOLVED:
                 raise Conflict(f"incident {incident_id} is already resolved")
+            if incident.kind == Kind.SIGNALS_STOPPED.value:
+                raise Conflict(
+                    "a signals_stopped incident is about a service, not one event: there is nothing to reprocess "
+                    "(fix the webhook endpoint; `fulfillwatch reconcile` then lists the events it missed)"
+                )
             if incident.state is not State.IGNORED:
                 self._journal.append([self._row(incident, TransitionType.IGNORED, State.IGNORED, actor, reason)])
             return self._incident(incident_id)
@@ -132,6 +138,11 @@ class IncidentActions:
                 return ReprocessStarted(incident_id, incident.replay_id, already_running=True)
             if incident.state is State.RESOLVED:
                 raise Conflict(f"incident {incident_id} is already resolved")
+            if incident.kind == Kind.SIGNALS_STOPPED.value:
+                raise Conflict(
+                    "a signals_stopped incident is about a service, not one event: there is nothing to reprocess "
+                    "(fix the webhook endpoint; `fulfillwatch reconcile` then lists the events it missed)"
+                )
             target = self._dispatcher.target_for(incident.identity)
             if target is None:
                 service = incident.identity.service

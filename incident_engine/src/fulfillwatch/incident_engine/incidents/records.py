@@ -78,3 +78,21 @@ class LoggedTransition:
 
     seq: int
     transition: Transition
+
+
+@dataclass(frozen=True)
+class StripeEventRecord:
+    """One stored Stripe event, as the API and the reprocess body show it."""
+
+    stripe_event_id: str
+    event_type: str
+    account: str
+    created: datetime
+    livemode: bool
+    object_id: str
+    customer: str
+    amount: int | None
+    currency: str
+    delivery_failed: bool
+    seen_at: datetime
+    raw: dict[str, Any]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-from fulfillwatch.incident_engine.incidents.records import SignalRecord
+from fulfillwatch.incident_engine.incidents.records import SignalRecord, StripeEventRecord
+from fulfillwatch.incident_engine.schema_declared import STRIPE_EVENTS_TABLE
 
 _SIGNAL_COLUMNS = """signal, signal_id, project, stripe_event_id, effect, event_type, service, outcome, at,
     due_at, attempt, error_type, error_message, replay_id, livemode, account, customer, amount, currency,
@@ -56,3 +58,19 @@ def signals_of(client: Client, stripe_event_id: str, identity: ExpectationIdenti
         parameters=params,
     )
     return [_signal(row) for row in result.named_results()]
+
+
+def stored_event(client: Client, stripe_event_id: str) -> StripeEventRecord | None:
+    """The stored Stripe event with this id (its latest sighting), or ``None``."""
+    rows = client.query(
+        f"""SELECT stripe_event_id, any(event_type), any(account), min(created), max(livemode), any(object_id),
+                   any(customer), any(amount), any(currency), max(delivery_failed), min(seen_at), any(raw)
+            FROM {STRIPE_EVENTS_TABLE} WHERE stripe_event_id = {{id:String}} GROUP BY stripe_event_id""",
+        parameters={"id": stripe_event_id},
+    ).result_rows
+    if not rows:
+        return None
+    r = rows[0]
+    return StripeEventRecord(
+        r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], bool(r[9]), r[10], json.loads(r[11])
+    )

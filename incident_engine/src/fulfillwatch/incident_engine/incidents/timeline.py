@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
-from fulfillwatch.incident_engine.incidents.records import LogEntry, SignalRecord
+from fulfillwatch.incident_engine.incidents.records import LogEntry, SignalRecord, StripeEventRecord
 from fulfillwatch.incident_engine.model.status import Expectation, ResultInfo, assess
+from fulfillwatch.incident_engine.model.transitions import TransitionType
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,31 @@ def _log_item(entry: LogEntry) -> TimelineItem:
     )
 
 
-def build_timeline(signals: Sequence[SignalRecord], log: Sequence[LogEntry]) -> list[TimelineItem]:
-    """Every signal and log row, in time order (signals first on equal times)."""
+def _stripe_items(stripe: StripeEventRecord, log: Sequence[LogEntry]) -> list[TimelineItem]:
+    """Stripe's side of the story: when it created the event, when the reconciler read it, and
+    the grace deadline by which the app had to record it (from the ``opened`` row)."""
+    facts = {"delivery_failed": stripe.delivery_failed, "account": stripe.account}
+    items = [
+        TimelineItem(
+            stripe.created, "stripe_event_created", "stripe", f"Stripe created {stripe.event_type}", None, facts
+        ),
+        TimelineItem(stripe.seen_at, "stripe_event_read", "reconciler", "read from Stripe's Events API", None, facts),
+    ]
+    opened = next((e for e in log if e.transition is TransitionType.OPENED and e.details.get("due_at")), None)
+    if opened is not None:
+        due = datetime.fromisoformat(str(opened.details["due_at"]))
+        items.append(TimelineItem(due, "grace_deadline", None, "a receipt was due by now", None, {}))
+    return items
+
+
+def build_timeline(
+    signals: Sequence[SignalRecord], log: Sequence[LogEntry], stripe: StripeEventRecord | None = None
+) -> list[TimelineItem]:
+    """Every signal and log row (and Stripe's record of the event, when read), in time order
+    (Stripe's and signals first on equal times)."""
     entries = [(s.at, 0, i, _signal_item(s)) for i, s in enumerate(signals)]
+    if stripe is not None:
+        entries += [(item.at, -1, i, item) for i, item in enumerate(_stripe_items(stripe, log))]
     entries += [(e.at, 1, i, _log_item(e)) for i, e in enumerate(log)]
     return [entry for *_, entry in sorted(entries, key=lambda e: (e[0], e[1], e[2]))]
 

@@ -24,6 +24,16 @@ class Kind(str, enum.Enum):
     RESULT_FAILED = "result_failed"
     RESULT_MISSING = "result_missing"
     DUPLICATE_SUPPRESSED = "duplicate_suppressed"
+    #: Stripe has the event, the app never recorded a receipt for it (``detection/declared``).
+    NOT_RECEIVED = "not_received"
+    #: A planned effect of an event got no signal of its own (``detection/declared``).
+    EFFECT_MISSING = "effect_missing"
+    #: A service stopped recording receipts of an event type (``detection/silence``).
+    SIGNALS_STOPPED = "signals_stopped"
+
+
+#: Kinds opened by a declaration (Stripe's record, a plan) rather than by the app's signals.
+DECLARED_KINDS = frozenset({Kind.NOT_RECEIVED.value, Kind.EFFECT_MISSING.value})
 
 
 class Health(str, enum.Enum):

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
-from fulfillwatch.incident_engine.model.status import Assessment, Expectation, Health, ResultInfo, describe_failure
+from fulfillwatch.incident_engine.model.status import (
+    DECLARED_KINDS,
+    Assessment,
+    Expectation,
+    Health,
+    ResultInfo,
+    describe_failure,
+)
 
 SYSTEM_ACTOR = "system"
 
@@ -190,8 +197,11 @@ def _decisive(
     details = _result_details(last) if last is not None and from_result else {}
     replay_id = last.replay_id if last is not None and from_result else ""
     if head.state in (State.RESOLVED, State.IGNORED):
-        # Only a failure newer than the resolution (or the ignore) reopens.
-        if last is not None and from_result and last.at > head.state_since:
+        # Only a failure newer than the resolution (or the ignore) reopens — or any verdict on a
+        # declared incident resolved by its late receipt: from there the expectation runs its
+        # ordinary course, and a missed deadline must not hide behind "late receipt".
+        late_receipt = head.state is State.RESOLVED and head.kind in DECLARED_KINDS and "late_receipt" in head.causes
+        if (last is not None and from_result and last.at > head.state_since) or late_receipt:
             return make(TransitionType.REOPENED, State.OPEN, kind, verdict.reason, verdict.cause, details, replay_id)
         return None
     if kind != head.kind or head.state is State.REPROCESSING:
