@@ -158,7 +158,7 @@ def reconcile_run(data_dir: str, url: str, count: int, results: Any) -> None:
     reconciler = Reconciler(store, settings.stripe, "default", {})
 
     started = time.perf_counter()
-    walked = sum(len(page) for _, page in reconciler.pages_since(now - timedelta(days=7)))
+    walked = sum(len(page.events) for _, page in reconciler.pages_since(now - timedelta(days=7)))
     baseline_s = time.perf_counter() - started
     baseline_requests = reconciler.api.requests
 

@@ -55,7 +55,8 @@ def reconcile(
     client = reconciler.store.client("reconcile")
     now = reconciler.clock(client)
     summary = ReconcileSummary()
-    for account, events in reconciler.pages_since(now - since):
+    for account, page in reconciler.pages_since(now - since):
+        events = page.events
         found = {(project, event) for project, event, _ in signalled(client, (e["id"] for e in events))}
         for event in events:
             summary.seen += 1
@@ -73,12 +74,13 @@ def reconcile(
                 )
             )
         if not dry_run:
-            summary.recorded += reconciler.record(client, account, events)
+            summary.recorded += reconciler.record(client, account, page)
         on_page(len(events))
     if not dry_run and check is not None:
         summary.opened = check.check().opened
     if summary.unreported:
-        undelivered = {e["id"] for _, page in reconciler.pages_since(now - since, delivery_success=False) for e in page}
+        failed_pages = reconciler.pages_since(now - since, delivery_success=False)
+        undelivered = {e["id"] for _, page in failed_pages for e in page.events}
         summary.unreported = [replace(e, delivery_failed=e.stripe_event_id in undelivered) for e in summary.unreported]
     summary.unreported.sort(key=lambda e: e.created)
     return summary

@@ -19,6 +19,7 @@ from __future__ import annotations
 from fulfillwatch.collector_processor.migrations import Migration, RetentionRule
 
 STRIPE_EVENTS_TABLE = "fw_stripe_events"
+STRIPE_PAGES_TABLE = "fw_stripe_pages"
 DECLARED_TABLE = "fw_declared_expectations"
 
 
@@ -26,7 +27,7 @@ def declared_migrations(incident_id_sql: str) -> tuple[Migration, ...]:
     """The migrations, given ``schema.INCIDENT_ID_SQL``: a declared row's key is the incident id
     its expectation would have, computed by the store from the row (``DEFAULT``), as every
     incident id is."""
-    return (_migration(incident_id_sql),)
+    return (_migration(incident_id_sql), _PAGES)
 
 
 def _migration(incident_id_sql: str) -> Migration:
@@ -76,3 +77,51 @@ def _migration(incident_id_sql: str) -> Migration:
 
 
 DECLARED_RETENTION = (RetentionRule(STRIPE_EVENTS_TABLE, "created"),)
+
+
+#: A page of ``GET /v1/events`` as Stripe sent it, split into ``fw_stripe_events`` rows by the
+#: store: each event's JSON (``JSONExtractArrayRaw``) and its key fields, each document parsed
+#: once or twice with typed extraction. Parsing a backfill's hundreds of MiB of JSON again in
+#: Python, to slice and extract, cost more than reading it from Stripe (``docs/BENCHMARKS.md``).
+_PAGE_EVENTS = f"""
+    SELECT project,
+           if(head.account != '', head.account, account) AS account,
+           head.id AS stripe_event_id,
+           head.type AS event_type,
+           toDateTime64(head.created, 6, 'UTC') AS created,
+           toUInt8(head.livemode) AS livemode,
+           fields.id AS object_id,
+           if(JSONType(object, 'customer') = 'Object', JSONExtractString(object, 'customer', 'id'),
+              JSONExtractString(object, 'customer')) AS customer,
+           coalesce(fields.amount_total, fields.amount_paid, fields.amount) AS amount,
+           fields.currency AS currency,
+           delivery_failed,
+           seen_at,
+           raw
+    FROM (
+        SELECT project, account, delivery_failed, seen_at, raw,
+               JSONExtract(raw, 'Tuple(id String, type String, created Int64, livemode Bool, account String)') AS head,
+               JSONExtractRaw(raw, 'data', 'object') AS object,
+               JSONExtract(object, 'Tuple(id String, currency String, amount_total Nullable(Int64),
+                                          amount_paid Nullable(Int64), amount Nullable(Int64))') AS fields
+        FROM {STRIPE_PAGES_TABLE}
+        ARRAY JOIN JSONExtractArrayRaw(body, 'data') AS raw
+    )
+"""
+
+_PAGES = Migration(
+    "engine/0010_stripe_pages",
+    (
+        f"""
+        CREATE TABLE IF NOT EXISTS {STRIPE_PAGES_TABLE} (
+            project LowCardinality(String),
+            account LowCardinality(String),
+            delivery_failed UInt8,
+            seen_at DateTime64(6, 'UTC'),
+            body String
+        )
+        ENGINE = Null
+        """,
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_stripe_pages_mv TO {STRIPE_EVENTS_TABLE} AS {_PAGE_EVENTS}",
+    ),
+)

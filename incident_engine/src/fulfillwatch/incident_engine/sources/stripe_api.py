@@ -4,21 +4,21 @@ Everything here is about Stripe, nothing about the store (that is :mod:`.stripe_
 
 * :class:`EventsApi` lists ``GET /v1/events`` through the official library's
   ``StripeClient.raw_request`` — its authentication, parameter encoding (``types[0]=…``,
-  ``created[gte]``) and typed errors, without turning each event into a ``StripeObject`` (about
-  1 ms per event); ``stripe_account`` becomes the ``Stripe-Account`` header;
+  ``created[gte]``), JSON decoding and typed errors, without turning each event into a
+  ``StripeObject`` (about 1 ms per event); ``stripe_account`` becomes the ``Stripe-Account``
+  header;
 * 429, 5xx and network errors are retried up to ``max_attempts`` with exponential backoff and
   jitter, never sooner than ``Retry-After`` and never after ``Stripe-Should-Retry: false`` (the
   library itself retries neither a 429 nor by ``Retry-After``, so its own retries are off);
   401/403 raise :class:`StripeRefused` at once. Messages name what happened, never the key;
-* :func:`parse_list_envelope` keeps each event's exact JSON text (what Stripe said is what is
-  stored and sent to the app's repair endpoint);
+* a :class:`Page` keeps the body as Stripe sent it: the store splits it into each event's exact
+  JSON (what Stripe said is what is stored and sent to the app's repair endpoint);
 * :func:`read_ahead` lets a thread fetch pages while the caller stores earlier ones.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
 import threading
@@ -48,53 +48,19 @@ class StripeRefused(Exception):
     """Stripe refused the key (401) or its permissions (403): nothing works until it is fixed."""
 
 
-class StripeEventJson(dict[str, Any]):
-    """An event as a dict, with the exact JSON text Stripe sent for it (stored as ``raw``)."""
+@dataclass(frozen=True)
+class Page:
+    """One page of ``GET /v1/events``: its events as the library decoded them, whether older ones
+    follow, and the body as Stripe sent it (the store takes each event's exact JSON from it)."""
 
-    raw: str = ""
+    events: list[dict[str, Any]]
+    has_more: bool
+    body: str
 
-
-_DECODER = json.JSONDecoder()
-_SPACE = " \t\n\r"
-
-
-def _skip(text: str, at: int, expected: str = "") -> int:
-    while at < len(text) and text[at] in _SPACE:
-        at += 1
-    if expected:
-        if text[at : at + 1] != expected:
-            raise ValueError(f"expected {expected!r} at {at} of a list envelope")
-        at += 1
-    return at
-
-
-def parse_list_envelope(text: str) -> tuple[list[StripeEventJson], bool]:
-    """``data`` and ``has_more`` of a list envelope, each event with the exact text Stripe sent
-    (one C-speed parse; no re-serialization, and what is stored is what Stripe said)."""
-    events: list[StripeEventJson] = []
-    has_more = False
-    at = _skip(text, 0, "{")
-    while _skip(text, at) < len(text) and text[_skip(text, at)] != "}":
-        key, at = _DECODER.raw_decode(text, _skip(text, at))
-        at = _skip(text, at, ":")
-        at = _skip(text, at)
-        if key != "data":
-            value, at = _DECODER.raw_decode(text, at)
-            has_more = bool(value) if key == "has_more" else has_more
-        else:
-            at = _skip(text, at, "[")
-            while _skip(text, at) < len(text) and text[_skip(text, at)] != "]":
-                start = _skip(text, at)
-                value, at = _DECODER.raw_decode(text, start)
-                event = StripeEventJson(value)
-                event.raw = text[start:at]
-                events.append(event)
-                at = _skip(text, at)
-                at = at + 1 if text[at : at + 1] == "," else at
-            at = _skip(text, at, "]")
-        at = _skip(text, at)
-        at = at + 1 if text[at : at + 1] == "," else at
-    return events, has_more
+    @property
+    def more(self) -> bool:
+        """Whether to read on (Stripe says so, and this page moved the cursor)."""
+        return self.has_more and bool(self.events)
 
 
 def build_client(config: StripeConfig) -> stripe.StripeClient:
@@ -126,9 +92,9 @@ class EventsApi:
         *,
         limit: int = PAGE_SIZE,
         delivery_success: bool | None = None,
-    ) -> dict[str, Any]:
+    ) -> Page:
         """One page of the tracked types created at or after ``gte`` (Unix seconds), older than
-        the event ``after``, of ``account`` ("" for the key's own): ``{"data", "has_more"}``."""
+        the event ``after``, of ``account`` ("" for the key's own)."""
         params: dict[str, Any] = {"limit": limit, "types": self.config.event_types, "created": {"gte": gte}}
         if after:
             params["starting_after"] = after
@@ -139,11 +105,10 @@ class EventsApi:
         # raw_request: the library's authentication, encoding and errors, without turning every
         # event into a StripeObject (that cost ~1 ms per event; only the JSON is kept).
         response = self._call(lambda: self.stripe.raw_request("get", "/v1/events", **params))
-        try:
-            events, has_more = parse_list_envelope(response.body)
-        except (ValueError, TypeError) as exc:
-            raise StripeUnavailable(f"Stripe answered a list that is not a list envelope ({exc})") from None
-        return {"data": events, "has_more": has_more}
+        envelope = response.data
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), list):
+            raise StripeUnavailable("Stripe answered something that is not a list of events")
+        return Page(list(envelope["data"]), bool(envelope.get("has_more")), str(response.body))
 
     def _call(self, request: Callable[[], Any]) -> Any:
         """One request, retried on 429/5xx/network errors with backoff (see the module docstring)."""

@@ -30,7 +30,6 @@ in the log, later polls back off, and detection of everything else goes on.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -56,11 +55,11 @@ from fulfillwatch.incident_engine.detection.engine_state import (
     write_state,
 )
 from fulfillwatch.incident_engine.model.status import Kind
-from fulfillwatch.incident_engine.schema_declared import STRIPE_EVENTS_TABLE
+from fulfillwatch.incident_engine.schema_declared import STRIPE_EVENTS_TABLE, STRIPE_PAGES_TABLE
 from fulfillwatch.incident_engine.sources.stripe_api import (
     PAGE_SIZE,
     EventsApi,
-    StripeEventJson,
+    Page,
     StripeRefused,
     StripeUnavailable,
     read_ahead,
@@ -74,40 +73,18 @@ FLUSH_EVENTS = 2_000
 POLL_BUDGET_S = 2.0
 
 
-def _event_table(
-    events: Sequence[Mapping[str, Any]], project: str, account: str, seen_at: datetime, failed: bool
-) -> pa.Table:
-    """Events as an Arrow table of ``fw_stripe_events``' columns (Arrow: the raw JSON of a
-    backfill is hundreds of MiB, which the row-by-row native encoder takes seconds for)."""
-    objects = [(e.get("data") or {}).get("object") or {} for e in events]
-    customers = [o.get("customer") for o in objects]
-    seen_us = int(seen_at.timestamp() * 1_000_000)
-    count = len(events)
-    columns = {
-        "project": pa.array([project] * count, pa.string()),
-        "account": pa.array([str(e.get("account") or account) for e in events], pa.string()),
-        "stripe_event_id": pa.array([str(e["id"]) for e in events], pa.string()),
-        "event_type": pa.array([str(e.get("type") or "") for e in events], pa.string()),
-        "created": pa.array([int(e.get("created") or 0) * 1_000_000 for e in events], pa.timestamp("us", tz="UTC")),
-        "livemode": pa.array([1 if e.get("livemode") else 0 for e in events], pa.uint8()),
-        "object_id": pa.array([str(o.get("id") or "") for o in objects], pa.string()),
-        "customer": pa.array(
-            [c if isinstance(c, str) else str((c or {}).get("id") or "") for c in customers], pa.string()
-        ),
-        "amount": pa.array([_amount(o) for o in objects], pa.int64()),
-        "currency": pa.array([str(o.get("currency") or "") for o in objects], pa.string()),
-        "delivery_failed": pa.array([1 if failed else 0] * count, pa.uint8()),
-        "seen_at": pa.array([seen_us] * count, pa.timestamp("us", tz="UTC")),
-        "raw": pa.array(
-            [e.raw if isinstance(e, StripeEventJson) else json.dumps(e, separators=(",", ":")) for e in events],
-            pa.string(),
-        ),
-    }
-    return pa.table(columns)
-
-
-def _amount(obj: Mapping[str, Any]) -> int | None:
-    return next((obj[k] for k in ("amount_total", "amount_paid", "amount") if isinstance(obj.get(k), int)), None)
+def _pages_table(pages: Sequence[Page], project: str, account: str, seen_at: datetime, failed: bool) -> pa.Table:
+    """Pages as rows of ``fw_stripe_pages``: the store splits each into its events' rows."""
+    count = len(pages)
+    return pa.table(
+        {
+            "project": pa.array([project] * count, pa.string()),
+            "account": pa.array([account] * count, pa.string()),
+            "delivery_failed": pa.array([1 if failed else 0] * count, pa.uint8()),
+            "seen_at": pa.array([int(seen_at.timestamp() * 1_000_000)] * count, pa.timestamp("us", tz="UTC")),
+            "body": pa.array([page.body for page in pages], pa.string()),
+        }
+    )
 
 
 def _known(client: Client, ids: Sequence[str]) -> set[str]:
@@ -264,22 +241,24 @@ class Reconciler:
                 self.status.warnings.append(warning)
             walk = {"gte": int(since.timestamp()), "top": cursor or int(since.timestamp()), "after": None}
         pages = events = new = 0
-        pending: list[dict[str, Any]] = []
+        pending: list[Page] = []
         # Stripe is read ahead in a thread while what was read is stored: the two overlap.
-        for data, more in read_ahead(self._walk(account, walk["gte"], walk["after"])):
+        for page in read_ahead(self._walk(account, walk["gte"], walk["after"])):
+            more = page.more
             pages += 1
-            events += len(data)
-            pending.extend(data)
-            if len(pending) < self.flush_events and more:
+            events += len(page.events)
+            pending.append(page)
+            if sum(len(p.events) for p in pending) < self.flush_events and more:
                 continue
             # Stored, then the walk moved past it: a restart resumes after what is stored.
             new += self._store(client, pending, account, now, failed=False)
-            for event in pending:
+            stored = [event for p in pending for event in p.events]
+            for event in stored:
                 latest = self.status.latest_created
                 latest[event["type"]] = max(latest.get(event["type"], 0), int(event["created"]))
-            if pending:
-                walk["top"] = max(walk["top"], max(int(e["created"]) for e in pending))
-                walk["after"] = pending[-1]["id"]
+            if stored:
+                walk["top"] = max(walk["top"], max(int(e["created"]) for e in stored))
+                walk["after"] = stored[-1]["id"]
             pending = []
             progress = {"cursor": state.get("cursor"), "walk": walk} if more else {"cursor": walk["top"], "walk": None}
             write_state(client, self._cursor_key(account), progress, now)
@@ -290,56 +269,40 @@ class Reconciler:
         failed = self._mark_undelivered(client, account, now)
         return PollReport(pages, events, new, failed)
 
-    def _walk(self, account: str, gte: int, after: str | None) -> Iterator[tuple[list[dict[str, Any]], bool]]:
-        """Pages from ``after`` (exclusive) down to ``gte``, as ``(events, more to come)``."""
+    def _walk(self, account: str, gte: int, after: str | None, delivery_success: bool | None = None) -> Iterator[Page]:
+        """Pages from ``after`` (exclusive) down to ``gte``, newest first."""
         while True:
-            page = self.api.list(account, gte, after, limit=self.page_size)
-            more = bool(page["has_more"] and page["data"])
-            yield page["data"], more
-            if not more:
+            page = self.api.list(account, gte, after, limit=self.page_size, delivery_success=delivery_success)
+            yield page
+            if not page.more:
                 return
-            after = page["data"][-1]["id"]
+            after = page.events[-1]["id"]
 
-    def pages_since(
-        self, since: datetime, *, delivery_success: bool | None = None
-    ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-        """Every account's events created since ``since``, page by page, as ``(account, events)``
+    def pages_since(self, since: datetime, *, delivery_success: bool | None = None) -> Iterator[tuple[str, Page]]:
+        """Every account's events created since ``since``, page by page, as ``(account, page)``
         (``fulfillwatch reconcile``: the cursors are neither read nor moved); with
         ``delivery_success=False`` only those Stripe could not deliver."""
         for account in self.config.accounts or [""]:
-            after: str | None = None
-            while True:
-                page = self.api.list(
-                    account, int(since.timestamp()), after, limit=self.page_size, delivery_success=delivery_success
-                )
-                yield account, page["data"]
-                if not (page["has_more"] and page["data"]):
-                    break
-                after = page["data"][-1]["id"]
+            for page in self._walk(account, int(since.timestamp()), None, delivery_success):
+                yield account, page
 
-    def record(self, client: Client, account: str, events: Sequence[Mapping[str, Any]]) -> int:
-        """Store events read by :meth:`pages_since` as a poll would; returns how many were new."""
-        return self._store(client, events, account, self.clock(client), failed=False)
+    def record(self, client: Client, account: str, page: Page) -> int:
+        """Store a page read by :meth:`pages_since` as a poll would; returns how many events were new."""
+        return self._store(client, [page], account, self.clock(client), failed=False)
 
     def _mark_undelivered(self, client: Client, account: str, now: datetime) -> int:
         """Events Stripe could not deliver, over the span where their deadlines may still come."""
         longest = max(self.config.grace(t) for t in self.config.event_types)
         since = int((now - longest - timedelta(seconds=self.config.overlap_s) - timedelta(hours=1)).timestamp())
         failed = 0
-        after: str | None = None
-        while True:
-            page = self.api.list(account, since, after, limit=self.page_size, delivery_success=False)
-            data = page["data"]
-            self._store(client, data, account, now, failed=True)
-            failed += len(data)
-            if not (page["has_more"] and data):
-                return failed
-            after = data[-1]["id"]
+        for page in self._walk(account, since, None, delivery_success=False):
+            self._store(client, [page], account, now, failed=True)
+            failed += len(page.events)
+        return failed
 
-    def _store(
-        self, client: Client, data: Sequence[Mapping[str, Any]], account: str, now: datetime, *, failed: bool
-    ) -> int:
-        """Store a page; declare the expectations of events seen for the first time."""
+    def _store(self, client: Client, pages: Sequence[Page], account: str, now: datetime, *, failed: bool) -> int:
+        """Store pages; declare the expectations of events seen for the first time."""
+        data = [event for page in pages for event in page.events]
         if not data:
             return 0
         known = _known(client, [str(e["id"]) for e in data])
@@ -348,14 +311,14 @@ class Reconciler:
         # (idempotent), never stores an event whose expectations were not declared.
         with self.declare_lock:
             declare(client, [d for event in fresh for d in self._declarations(event, account, now)])
-        # A re-read (the overlap) stores nothing again; a sighting among the undelivered does
-        # (its delivery_failed = 1 is the version that wins).
-        stored = data if failed else [e for e in data if e["id"] not in known]
+        # A page only re-read (the overlap) is not stored again; a sighting among the undelivered
+        # is (its delivery_failed = 1 is the version that wins).
+        stored = [page for page in pages if failed or any(e["id"] not in known for e in page.events)]
         if not stored:
-            return 0
-        table = _event_table(stored, self.project, account, now, failed)
+            return len(fresh)
+        table = _pages_table(stored, self.project, account, now, failed)
         client.raw_insert(
-            STRIPE_EVENTS_TABLE,
+            STRIPE_PAGES_TABLE,
             column_names=table.column_names,
             insert_block=arrow_stream([table], table.schema),
             fmt="ArrowStream",
