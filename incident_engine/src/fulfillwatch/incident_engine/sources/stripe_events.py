@@ -68,7 +68,7 @@ from fulfillwatch.incident_engine.stripe_config import STRIPE_RETENTION, StripeC
 
 _logger = logging.getLogger("fulfillwatch.stripe")
 #: Pages are stored this many events at a time (each store costs a few statements).
-FLUSH_EVENTS = 2_000
+FLUSH_EVENTS = 1_000
 #: Seconds one poll may take between two engine ticks before it stops (and resumes next time).
 POLL_BUDGET_S = 2.0
 
