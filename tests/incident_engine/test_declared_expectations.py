@@ -188,3 +188,28 @@ def test_receipts_that_stop_open_signals_stopped_and_resolve_when_they_resume(st
     [again] = _incidents(service, kind="signals_stopped")
     assert again["id"] == stopped["id"] and again["state"] == "open"
     service.close()
+
+
+def test_with_stripe_a_silence_counts_only_while_stripe_shows_newer_events(
+    store: Store, tmp_path: Path, stripe_api: StandInStripeServer
+) -> None:
+    config = stripe_table(stripe_api.url) + '\n[silence.shop]\nevent_types = ["invoice.paid"]\nquiet_after_s = 600\n'
+    service = InProcessService(store, tmp_path, config)
+    reconciler, declared = service.service.reconciler, service.service.declared
+    assert reconciler is not None and declared is not None
+    now = int(time.time())
+    with recorded_spans(service="shop") as spans:
+        fw.record_receipt(stripe_event("invoice.paid", "evt_quiet_1", now))
+        assert service.post_spans(encode(spans.get_finished_spans())).status_code == 200
+    stripe_api.state.add(stripe_event("invoice.paid", "evt_quiet_1", now - 5))  # Stripe's record of it
+    reconciler.poll()
+    declared.check()
+    service.clock.advance(601)
+    # Quiet for longer than quiet_after_s, but Stripe has sent nothing newer: nothing is missing.
+    assert declared.check().opened == 0
+    stripe_api.state.add(stripe_event("invoice.paid", "evt_quiet_2", now + 30))  # Stripe sends; the app is silent
+    reconciler.poll()
+    assert declared.check().opened == 1
+    [stopped] = _incidents(service, kind="signals_stopped")
+    assert "while Stripe shows newer events" in stopped["reason"]
+    service.close()
