@@ -292,7 +292,7 @@ class Reconciler:
 
     def _mark_undelivered(self, client: Client, account: str, now: datetime) -> int:
         """Events Stripe could not deliver, over the span where their deadlines may still come."""
-        longest = max(self.config.grace(t) for t in self.config.event_types)
+        longest = max(self._grace.values())
         since = int((now - longest - timedelta(seconds=self.config.overlap_s) - timedelta(hours=1)).timestamp())
         failed = 0
         for page in self._walk(account, since, None, delivery_success=False):
