@@ -44,7 +44,7 @@ from clickhouse_connect.driver.client import Client
 from fulfillwatch.collector_processor.ingest_auth import DEFAULT_PROJECT
 from fulfillwatch.collector_processor.migrations import Migration, RetentionRule
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-from fulfillwatch.incident_engine.schema_declared import DECLARED_RETENTION, declared_migrations
+from fulfillwatch.incident_engine.schema_declared import DECLARED_RETENTION, DECLARED_TABLE, declared_migrations
 
 _logger = logging.getLogger("fulfillwatch.store")
 
@@ -430,6 +430,9 @@ def rebuild_open_expectations(client: Client) -> None:
           AND if(receipt_at < {NEVER_SQL}, due_at, first_at + toIntervalDay(30)) > {{horizon:DateTime64(6, 'UTC')}}
         """,
         parameters={"horizon": horizon},
+        # Aggregated in the table's key order, streaming: 1.2 GiB and 20 s at 10 M expectations
+        # instead of 7.3 GiB and 39 s for a hash table of every expectation.
+        settings={"optimize_aggregation_in_order": 1},
     )
 
 
@@ -463,6 +466,19 @@ ENGINE_MIGRATIONS += (
 
 # Reconciliation with Stripe and declared expectations (plans): their own module, same sequence.
 ENGINE_MIGRATIONS += declared_migrations(INCIDENT_ID_SQL)
+
+ENGINE_MIGRATIONS += (
+    Migration(
+        # The live set is written a few rows at a time, every tick. By default EmbeddedRocksDB
+        # builds an SST file per insert ("bulk insert"): 8 ms for one row. Through the memtable
+        # (and its write-ahead log) the same insert takes 2 ms, and 300,000 rows 0.1 s.
+        "engine/0011_key_value_small_writes",
+        tuple(
+            f"ALTER TABLE {table} MODIFY SETTING optimize_for_bulk_insert = 0"
+            for table in (ACTIVE_INCIDENTS_TABLE, OPEN_EXPECTATIONS_TABLE, DECLARED_TABLE)
+        ),
+    ),
+)
 
 ENGINE_RETENTION = (
     RetentionRule(INCIDENT_LOG_TABLE, "at"),

@@ -41,7 +41,6 @@ from fulfillwatch.incident_engine.detection.engine_state import (
     Watermarks,
     load_active_incidents_position,
     load_watermarks,
-    save_active_incidents_position,
     save_tick,
     store_now,
 )
@@ -153,7 +152,7 @@ class Engine:
             default_timeout=default_timeout,
         )
         # Settled first: candidates are chosen by what fw_active_incidents says is active.
-        self._catch_up_active_incidents(client)
+        followed = self._catch_up_active_incidents(client)
         decisions = decide(client, window)
         pairs = evaluate(client, window, decisions.to_evaluate)
         transitions: list[Transition] = []
@@ -165,7 +164,8 @@ class Engine:
         save_tick(
             client,
             Watermarks(ingested=window.until, due=window.due_until),
-            Heartbeat(
+            active_incidents_position=followed,
+            beat=Heartbeat(
                 engine_id=self.engine_id,
                 at=now + timedelta(seconds=duration),
                 tick_ms=round(duration * 1000, 2),
@@ -184,15 +184,15 @@ class Engine:
             )
         return report
 
-    def _catch_up_active_incidents(self, client: Client) -> None:
+    def _catch_up_active_incidents(self, client: Client) -> int | None:
         """Settle ``fw_active_incidents`` for what other writers changed (see
-        :mod:`~..incidents.active_incidents`); the position is kept across ticks and restarts."""
+        :mod:`~..incidents.active_incidents`); returns the feed position to store with the tick
+        when it moved (kept across restarts; a crash before it is stored only repeats a refresh)."""
         if self._active_follower is None:
             self._active_follower = active_incidents.FeedFollower(load_active_incidents_position(client))
         before = self._active_follower.position
-        position = self._active_follower.catch_up(client)
-        if position != before:
-            save_active_incidents_position(client, position)
+        position = self._active_follower.catch_up(client, self.journal.take_refreshed())
+        return position if position != before else None
 
     def _import(self) -> None:
         """Bring in signals from other tables first, so this tick evaluates them."""

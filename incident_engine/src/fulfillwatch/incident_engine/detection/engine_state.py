@@ -118,9 +118,13 @@ def save_heartbeat(client: Client, beat: Heartbeat) -> None:
     write_state(client, _HEARTBEAT, beat.to_json(), beat.at)
 
 
-def save_tick(client: Client, marks: Watermarks, beat: Heartbeat) -> None:
-    """Persist a tick's new watermarks and its heartbeat together (one insert)."""
-    write_states(client, [_watermarks_entry(marks), (_HEARTBEAT, beat.to_json(), beat.at)])
+def save_tick(client: Client, marks: Watermarks, *, beat: Heartbeat, active_incidents_position: int | None) -> None:
+    """Persist a tick's new watermarks, its heartbeat and — when it moved — the feed position of
+    ``fw_active_incidents``, together (one insert)."""
+    entries = [_watermarks_entry(marks), (_HEARTBEAT, beat.to_json(), beat.at)]
+    if active_incidents_position is not None:
+        entries.append(_active_incidents_entry(active_incidents_position))
+    write_states(client, entries)
 
 
 def load_heartbeat(client: Client) -> Heartbeat | None:
@@ -140,6 +144,10 @@ def load_active_incidents_position(client: Client) -> int | None:
     return int(stored["seq"]) if stored else None
 
 
+def _active_incidents_entry(seq: int) -> tuple[str, dict[str, Any], datetime]:
+    return _ACTIVE_INCIDENTS_KEY, {"seq": seq}, datetime.now(timezone.utc)
+
+
 def save_active_incidents_position(client: Client, seq: int) -> None:
     """Record that ``fw_active_incidents`` is current with the feed up to ``seq``."""
-    write_state(client, _ACTIVE_INCIDENTS_KEY, {"seq": seq}, datetime.now(timezone.utc))
+    write_states(client, [_active_incidents_entry(seq)])

@@ -4,8 +4,8 @@ Summaries come from ``fw_expectations`` (see :mod:`.schema`), whose aggregates i
 duplicated signals. For expectations that already have an incident, their results are read
 from ``fw_signals`` and de-duplicated by signal id in Python, keeping each signal's first
 ``ingested_at`` (that is what tells a new result from a replayed one). Which expectations one
-evaluation reads is :mod:`.window`'s choice; their incidents' heads are joined in
-(:func:`..incidents.log_reads.heads_select`).
+evaluation reads is :mod:`.window`'s choice; their summaries and their incidents' heads
+(:func:`..incidents.log_reads.heads_select`) are two point reads, joined in Python.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 from fulfillwatch.incident_engine.detection.window import Window, decide
 from fulfillwatch.incident_engine.incidents.log_reads import head_from_row, heads_select
-from fulfillwatch.incident_engine.model.status import Expectation, ResultInfo
+from fulfillwatch.incident_engine.model.status import Expectation, Health, ResultInfo, assess
 from fulfillwatch.incident_engine.model.transitions import IncidentHead
 from fulfillwatch.incident_engine.schema import (
     ARRIVALS_TABLE,
@@ -58,24 +58,8 @@ def _aggregate_select(condition: str) -> str:
 
 
 _BY_KEYS = "(stripe_event_id, effect, project) IN {keys:Array(Tuple(String, String, String))}"
-# The chosen expectations' summaries and heads, by key (see :mod:`.window` for the choice).
-_EVALUATE = f"""
-    SELECT agg.*, heads.incident_id != '' AS has_head, heads.state AS head_state,
-           heads.kind AS head_kind, heads.state_since AS head_state_since, heads.opened_at AS head_opened_at,
-           heads.causes AS head_causes, heads.audited AS head_audited,
-           heads.reprocess_replay_id AS head_replay_id
-    FROM ({_aggregate_select(_BY_KEYS)}) AS agg
-    LEFT JOIN ({heads_select("incident_id IN {ids:Array(String)}")}) AS heads
-    ON heads.incident_id = agg.incident_id
-    -- Only rows that can lead to a transition reach Python: an expectation without incident
-    -- whose verdict is healthy or pending cannot (see plan()). This mirrors status.assess as
-    -- a superset filter; tests check the two agree. It keeps ticks cheap under heavy traffic.
-    WHERE has_head
-       OR (agg.has_result AND tupleElement(agg.last_result, 3) = 'failure')
-       OR (NOT agg.has_result
-           AND if(agg.has_receipt, agg.due_at, agg.first_at + toIntervalSecond({{default_timeout_s:UInt32}}))
-               <= {{now:DateTime64(6, 'UTC')}})
-"""
+_SUMMARIES_BY_KEYS = _aggregate_select(_BY_KEYS)
+_HEADS_BY_IDS = heads_select("incident_id IN {ids:Array(String)}")
 
 
 def _last_result(values: tuple[Any, ...]) -> ResultInfo:
@@ -143,28 +127,31 @@ def _expectation(
 
 def evaluate(client: Client, window: Window, chosen: dict[_Key, str]) -> list[tuple[Expectation, IncidentHead | None]]:
     """The chosen expectations (key → incident id, see :mod:`.window`) that may need a
-    transition, with their incident heads."""
+    transition, with their incident heads: those with an incident, and those without one whose
+    verdict is failing (nothing else can lead to a transition, see :func:`~.transitions.plan`)."""
     if not chosen:
         return []
-    result = client.query(
-        _EVALUATE,
-        parameters={
-            "keys": [(event, effect, project) for project, event, effect in chosen],
-            "ids": sorted(set(chosen.values())),
-            "now": window.now,
-            "default_timeout_s": int(window.default_timeout.total_seconds()),
-        },
+    # Two plain point reads, joined here: as one statement with the join and the verdict's
+    # filter in SQL, chDB took ~25 ms to plan what the two do in ~15 (docs/BENCHMARKS.md).
+    summaries = list(
+        client.query(
+            _SUMMARIES_BY_KEYS,
+            parameters={"keys": [(event, effect, project) for project, event, effect in chosen]},
+        ).named_results()
     )
-    rows = list(result.named_results())
+    heads = {
+        row["incident_id"]: head_from_row(row)
+        for row in client.query(_HEADS_BY_IDS, parameters={"ids": sorted(set(chosen.values()))}).named_results()
+    }
     # Results are needed only to audit what happened to an existing incident.
-    results = _results_of(client, [_key(row) for row in rows if row["has_head"]])
-    return [
-        (
-            _expectation(row, results.get(_key(row), []), window.since, window.until),
-            head_from_row(row, prefix="head_") if row["has_head"] else None,
-        )
-        for row in rows
-    ]
+    results = _results_of(client, [_key(row) for row in summaries if row["incident_id"] in heads])
+    pairs: list[tuple[Expectation, IncidentHead | None]] = []
+    for row in summaries:
+        expectation = _expectation(row, results.get(_key(row), []), window.since, window.until)
+        head = heads.get(expectation.incident_id)
+        if head is not None or assess(expectation, window.now, window.default_timeout).health is Health.FAILING:
+            pairs.append((expectation, head))
+    return pairs
 
 
 def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, IncidentHead | None]]:

@@ -11,16 +11,18 @@ evaluated (their history read, see :mod:`.expectations`):
   about an expectation whose incident is active (``fw_active_incidents``: a success resolves it);
 * deadlines of expectations still open (``fw_open_expectations``: no success seen yet).
 
-All of that is decided in the store, in one query (:func:`decide`): the window's rows are
-summarised per expectation and joined to the two key-value tables by key (``join_algorithm =
-'direct'``: a key lookup per expectation, no scan). Only what needs evaluating, leaves the open
-set or enters it comes back to Python. After the window's transitions are stored, the engine
-removes what the window settled from ``fw_open_expectations`` and inserts what it saw waiting
-(:func:`update_open_set`). A burst — more than a few thousand rows to return — is decided again
-without its waiting rows, and those enter with an ``INSERT … SELECT`` in the store, so a
-hundred thousand receipts cost three statements and a few MiB. (Shipping every touched row to
-Python and looking its key up from there took 4 s and ~100 MiB per 100,000 rows, and set the
-peak memory of ``serve`` under big batches.)
+How (:func:`decide`): the window's rows come back to Python, each with what it says on its own
+(computed in the store: the incident id, unusual, waiting, reached its deadline, a success);
+Python folds them per expectation, looks the expectations up in the two key-value tables in one
+statement, and applies the rules (:func:`_decide`). After the window's transitions are stored,
+the engine removes what the window settled from ``fw_open_expectations`` and inserts what it saw
+waiting (:func:`update_open_set`). A burst — more than a few thousand rows — stays in the store:
+the rows are folded there and joined to the key-value tables by key (``join_algorithm =
+'direct'``), only the expectations that may need something come back to the same rules, and the
+waiting ones enter with an ``INSERT … SELECT``, so a hundred thousand receipts cost three
+statements and a few MiB. (Shipping every touched row to Python and looking its key up from
+there took 4 s and ~100 MiB per 100,000 rows, and set the peak memory of ``serve`` under big
+batches.)
 """
 
 from __future__ import annotations
@@ -69,64 +71,104 @@ class Decisions:
     waiting: list[tuple[str, datetime]] | None
 
 
-_WINDOW_ROWS = f"""
-    SELECT 0 AS is_deadline, project, stripe_event_id, effect, signal, outcome, due_at
+_DT = "DateTime64(6, 'UTC')"
+#: The window's rows, each with what it says on its own: an arrival (``r_unusual``: a failure or
+#: skipped result, or a row written before arrivals said what they were; ``r_waits``: a receipt
+#: or skipped result, waiting for a result — until a receipt's deadline, or ``default_timeout``
+#: after a skipped result was seen (``r_due`` holds the deadline or that time, as the open set
+#: stores it); ``r_decided``: waiting, but the window has reached its deadline already;
+#: ``r_succeeded``) or a deadline in the deadline range.
+_ROWS = f"""
+    SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect,
+           0 AS r_deadline,
+           signal = '' OR outcome IN ('failure', 'skipped') AS r_unusual,
+           signal = 'receipt' OR outcome = 'skipped' AS r_waits,
+           due_at AS r_due,
+           r_waits AND if(signal = 'receipt', due_at, due_at + toIntervalSecond({{timeout_s:UInt32}}))
+               <= {{due_until:{_DT}}} AS r_decided,
+           outcome = 'success' AS r_succeeded
     FROM {ARRIVALS_TABLE}
-    WHERE ingested_at > {{since:DateTime64(6, 'UTC')}} AND ingested_at <= {{until:DateTime64(6, 'UTC')}}
+    WHERE ingested_at > {{since:{_DT}}} AND ingested_at <= {{until:{_DT}}}
     UNION ALL
-    SELECT 1, project, stripe_event_id, effect, '', '', due_at
+    SELECT {INCIDENT_ID_SQL}, project, stripe_event_id, effect, 1, 0, 0, due_at, 0, 0
     FROM {DEADLINES_TABLE}
-    WHERE (kind = 'receipt'
-           AND due_at > {{due_since:DateTime64(6, 'UTC')}} AND due_at <= {{due_until:DateTime64(6, 'UTC')}})
+    WHERE (kind = 'receipt' AND due_at > {{due_since:{_DT}}} AND due_at <= {{due_until:{_DT}}})
        -- results without a receipt fall due default_timeout after they were seen
        OR (kind = 'skipped'
-           AND due_at > {{due_since:DateTime64(6, 'UTC')}} - toIntervalSecond({{timeout_s:UInt32}})
-           AND due_at <= {{due_until:DateTime64(6, 'UTC')}} - toIntervalSecond({{timeout_s:UInt32}}))
+           AND due_at > {{due_since:{_DT}}} - toIntervalSecond({{timeout_s:UInt32}})
+           AND due_at <= {{due_until:{_DT}}} - toIntervalSecond({{timeout_s:UInt32}}))
 """
-#: An arrival that waits for a result: a receipt (until its deadline) or a skipped result
-#: (until ``default_timeout`` after it was seen; ``due_at`` holds when it was seen).
-_WAITS = "(NOT is_deadline AND (signal = 'receipt' OR outcome = 'skipped'))"
-#: A waiting arrival whose deadline this window has already reached: it is decided now.
-_DECIDED = f"""({_WAITS} AND if(signal = 'receipt', due_at,
-    due_at + toIntervalSecond({{timeout_s:UInt32}})) <= {{due_until:DateTime64(6, 'UTC')}})"""
+#: The same, one row per expectation (:class:`_Seen`'s fields): for a burst, in the store.
 _PER_EXPECTATION = f"""
-    SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect,
-           max(is_deadline) AS has_deadline,
-           max(NOT is_deadline) AS has_arrival,
-           max(NOT is_deadline AND (signal = '' OR outcome IN ('failure', 'skipped'))) AS unusual,
-           max({_DECIDED}) AS decided,
-           max(outcome = 'success') AS succeeded,
-           max({_WAITS} AND NOT {_DECIDED}) AND NOT succeeded AS enters,
-           minIf(due_at, {_WAITS} AND NOT {_DECIDED}) AS waits_until
-    FROM ({_WINDOW_ROWS})
-    -- the id once per expectation, not per row: it is a hash, and planning it costs too
-    GROUP BY project, stripe_event_id, effect
+    SELECT incident_id, any(project) AS project, any(stripe_event_id) AS event, any(effect) AS effect_,
+           max(r_deadline) AS has_deadline, max(NOT r_deadline) AS has_arrival, max(r_unusual) AS unusual,
+           max(r_decided) AS decided, max(r_succeeded) AS succeeded,
+           max(r_waits AND NOT r_decided) AND NOT succeeded AS enters,
+           minIf(r_due, r_waits AND NOT r_decided) AS waits_until
+    FROM ({_ROWS})
+    GROUP BY incident_id
 """
-_DECISIONS = f"""
-    SELECT e.incident_id, e.project, e.stripe_event_id, e.effect,
-           (e.has_deadline AND open.incident_id != '') OR e.unusual OR e.decided
-               OR (e.has_arrival AND active.incident_id != '') AS to_evaluate,
-           open.incident_id != '' AND (e.has_deadline OR e.succeeded OR e.decided) AS settled,
-           e.enters, e.waits_until
+#: A burst's expectations that may need something of the engine (a superset: :func:`_decide`
+#: has the rules), with whether each is open and has an active incident. The key-value tables
+#: are joined by key (``join_algorithm = 'direct'``: a lookup per expectation, no scan).
+_BURST = f"""
+    SELECT e.incident_id AS id, e.project AS project, e.event AS event, e.effect_ AS effect_,
+           e.has_deadline AS has_deadline, e.has_arrival AS has_arrival, e.unusual AS unusual,
+           e.decided AS decided, e.succeeded AS succeeded,
+           open.incident_id != '' AS is_open, active.incident_id != '' AS is_active
     FROM ({_PER_EXPECTATION}) AS e
     LEFT JOIN {ACTIVE_INCIDENTS_TABLE} AS active ON active.incident_id = e.incident_id
     LEFT JOIN {OPEN_EXPECTATIONS_TABLE} AS open ON open.incident_id = e.incident_id
-    WHERE to_evaluate OR settled OR (e.enters AND {{with_waiting:UInt8}})
-    LIMIT {{limit:UInt64}}
+    WHERE is_open OR is_active OR e.unusual OR e.decided
     SETTINGS join_algorithm = 'direct'
 """
-#: Rows a window's decision may bring back with its waiting ones, which Python then inserts
-#: itself (on small ticks a statement less than :data:`_ENTER_WAITING`, which chDB takes ~20 ms
-#: to plan). A burst above that is decided again without them, and they enter in the store:
-#: 100,000 waiting rows returned to Python took serve's peak under six 20 MiB batches from
-#: 750 to 860-900 MiB.
+#: The window's rows a tick brings to Python, to decide them there (a statement of chDB costs
+#: what it takes to plan: the rows and two key lookups take ~12 ms where the same decision as
+#: one query with the aggregation and the joins took ~21 ms). A window with more rows is a
+#: burst, decided in the store (:data:`_BURST`) with its waiting expectations entering the open
+#: set there (:data:`_ENTER_WAITING`): 100,000 waiting rows returned to Python took serve's peak
+#: under six 20 MiB batches from 750 to 860-900 MiB.
 _RETURNED_ROWS = 5_000
-# A burst's waiting arrivals enter in the store (the same rule as ``enters`` above: it is that
-# query's column).
 _ENTER_WAITING = f"""
     INSERT INTO {OPEN_EXPECTATIONS_TABLE} (incident_id, due_at)
     SELECT incident_id, waits_until FROM ({_PER_EXPECTATION}) WHERE enters
 """
+_LIVE = f"""
+    SELECT 0, incident_id FROM {OPEN_EXPECTATIONS_TABLE} WHERE incident_id IN {{ids:Array(String)}}
+    UNION ALL
+    SELECT 1, incident_id FROM {ACTIVE_INCIDENTS_TABLE} WHERE incident_id IN {{ids:Array(String)}}
+"""
+
+
+@dataclass
+class _Seen:
+    """What a window shows of one expectation (the columns of :data:`_PER_EXPECTATION`)."""
+
+    incident_id: str
+    key: _Key
+    has_deadline: bool = False
+    has_arrival: bool = False
+    unusual: bool = False
+    decided: bool = False
+    succeeded: bool = False
+    waits: bool = False  # a waiting row whose deadline the window has not reached
+    waits_until: datetime | None = None
+
+    @property
+    def enters(self) -> bool:
+        """Waits for a result past this window (and none came in it): it opens."""
+        return self.waits and not self.succeeded
+
+    def add(self, deadline: bool, unusual: bool, waits: bool, due: datetime, decided: bool, success: bool) -> None:
+        """Fold one row of :data:`_ROWS` in (as :data:`_PER_EXPECTATION` does in the store)."""
+        self.has_deadline |= deadline
+        self.has_arrival |= not deadline
+        self.unusual |= unusual
+        self.decided |= decided
+        self.succeeded |= success
+        if waits and not decided:
+            self.waits = True
+            self.waits_until = due if self.waits_until is None else min(self.waits_until, due)
 
 
 def _parameters(window: Window) -> dict[str, object]:
@@ -139,23 +181,56 @@ def _parameters(window: Window) -> dict[str, object]:
     }
 
 
+def _decide(decisions: Decisions, seen: _Seen, is_open: bool, is_active: bool) -> None:
+    """The rules: evaluate what is unusual, reached its deadline in an arrival, or is about an
+    open expectation whose deadline came or an active incident; settle open expectations that
+    succeeded or whose deadline was evaluated; remember what waits past the window."""
+    if (seen.has_deadline and is_open) or seen.unusual or seen.decided or (seen.has_arrival and is_active):
+        decisions.to_evaluate[seen.key] = seen.incident_id
+    if is_open and (seen.has_deadline or seen.succeeded or seen.decided):
+        decisions.settled.append(seen.incident_id)
+    if seen.enters and decisions.waiting is not None and seen.waits_until is not None:
+        decisions.waiting.append((seen.incident_id, seen.waits_until))
+
+
 def decide(client: Client, window: Window) -> Decisions:
     """Which of the window's expectations need evaluating, which open ones it settled, and —
     unless the window is a burst — which it saw waiting."""
     parameters = _parameters(window)
-    rows = client.query(_DECISIONS, parameters={**parameters, "with_waiting": 1, "limit": _RETURNED_ROWS + 1})
-    waiting: list[tuple[str, datetime]] | None = []
+    rows = client.query(f"{_ROWS} LIMIT {{limit:UInt64}}", parameters={**parameters, "limit": _RETURNED_ROWS + 1})
     if len(rows.result_rows) > _RETURNED_ROWS:
-        rows = client.query(_DECISIONS, parameters={**parameters, "with_waiting": 0, "limit": 2**63 - 1})
-        waiting = None
-    decisions = Decisions({}, [], waiting)
-    for incident_id, project, event, effect, evaluate, settles, enters, waits_until in rows.result_rows:
-        if evaluate:
-            decisions.to_evaluate[(project, event, effect)] = incident_id
-        if settles:
-            decisions.settled.append(incident_id)
-        if enters and decisions.waiting is not None:
-            decisions.waiting.append((incident_id, waits_until))
+        return _decide_burst(client, parameters)
+    seen: dict[str, _Seen] = {}
+    for incident_id, project, event, effect, deadline, unusual, waits, due, decided, success in rows.result_rows:
+        item = seen.get(incident_id)
+        if item is None:
+            item = seen[incident_id] = _Seen(incident_id, (project, event, effect))
+        item.add(bool(deadline), bool(unusual), bool(waits), due, bool(decided), bool(success))
+    live: dict[int, set[str]] = {0: set(), 1: set()}
+    if seen:
+        for table, incident_id in client.query(_LIVE, parameters={"ids": list(seen)}).result_rows:
+            live[table].add(incident_id)
+    decisions = Decisions({}, [], [])
+    for incident_id, item in seen.items():
+        _decide(decisions, item, incident_id in live[0], incident_id in live[1])
+    decisions.settled.sort()
+    return decisions
+
+
+def _decide_burst(client: Client, parameters: dict[str, object]) -> Decisions:
+    """A burst, decided from what the store returns of it; its waiting expectations stay there."""
+    decisions = Decisions({}, [], None)
+    for row in client.query(_BURST, parameters=parameters).named_results():
+        item = _Seen(
+            row["id"],
+            (row["project"], row["event"], row["effect_"]),
+            bool(row["has_deadline"]),
+            bool(row["has_arrival"]),
+            bool(row["unusual"]),
+            bool(row["decided"]),
+            bool(row["succeeded"]),
+        )
+        _decide(decisions, item, bool(row["is_open"]), bool(row["is_active"]))
     decisions.settled.sort()
     return decisions
 

@@ -100,21 +100,29 @@ class FeedFollower:
     """Follows the feed for :func:`refresh`: each call re-derives the incidents with rows not
     seen before. Rows are read again from :data:`OVERLAP_NS` before the position — another
     process's row may land after a later-stamped one — but an incident is refreshed again only
-    for a row this follower has not seen, so the overlap costs a read, not a refresh."""
+    for a row this follower has not seen, so the overlap costs a read, not a refresh.
+
+    Rows this process's journal wrote and refreshed itself (``refreshed``) count as seen: that
+    refresh read the log after the row was stored, so it already included it. A row of another
+    process that the refresh could not see yet has a ``seq`` of its own, which is not in
+    ``refreshed``, and is followed as before. (Refreshing the engine's own rows again cost
+    ~20 ms in the tick after every transition.)"""
 
     def __init__(self, position: int | None) -> None:
         #: Feed ``seq`` up to which the table is current (``None``: never followed).
         self.position = position
         self._seen: set[int] = set()  # seqs read within the overlap
 
-    def catch_up(self, client: Client) -> int:
-        """Refresh what changed; return the new position. Without a position: rebuild."""
+    def catch_up(self, client: Client, refreshed: set[int] | frozenset[int] = frozenset()) -> int:
+        """Refresh what changed, except the rows in ``refreshed`` (their writer refreshed
+        them); return the new position. Without a position: rebuild."""
         if self.position is None:
             self.position = rebuild(client)
             return self.position
         oldest = max(0, self.position - OVERLAP_NS)
         rows = log_reads.changes_after(client, oldest)
-        refresh(client, {incident_id for seq, incident_id in rows if seq not in self._seen})
+        seen = self._seen | refreshed
+        refresh(client, {incident_id for seq, incident_id in rows if seq not in seen})
         self.position = max([self.position, *(seq for seq, _ in rows)])
         keep_from = self.position - OVERLAP_NS
         self._seen = {seq for seq, _ in rows if seq > keep_from}

@@ -51,15 +51,16 @@ class _Sequence:
 next_seq = _Sequence().next
 
 
-def append_transitions(client: Client, transitions: Sequence[Transition]) -> None:
-    """Append transitions in order (one insert)."""
+def append_transitions(client: Client, transitions: Sequence[Transition]) -> list[int]:
+    """Append transitions in order (one insert); returns the ``seq`` given to each."""
     if not transitions:
-        return
+        return []
+    seqs = [next_seq() for _ in transitions]
     rows = [
         [
             t.incident_id,
             t.transition_id,
-            next_seq(),
+            seq,
             t.at,
             t.transition.value,
             t.state.value if t.state is not None else "",
@@ -75,12 +76,16 @@ def append_transitions(client: Client, transitions: Sequence[Transition]) -> Non
             json.dumps(dict(t.details), default=str, sort_keys=True),
             t.identity.project,
         ]
-        for t in transitions
+        for t, seq in zip(transitions, seqs, strict=True)
     ]
     client.insert(INCIDENT_LOG_TABLE, rows, column_names=_COLUMNS)
+    return seqs
 
 
 Listener = Callable[[Sequence[Transition]], None]
+#: Seqs remembered for the feed follower; beyond this (a process without an engine) they are
+#: forgotten, which only costs the follower elsewhere a refresh it could have skipped.
+_MAX_REFRESHED = 100_000
 
 
 class Journal:
@@ -94,6 +99,8 @@ class Journal:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self._refreshed: set[int] = set()
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with every batch of transitions after it is stored (it must be
@@ -105,10 +112,22 @@ class Journal:
         if not transitions:
             return
         client = self._store.client(purpose)
-        append_transitions(client, transitions)
+        seqs = append_transitions(client, transitions)
         # Alert attempts change nothing an incident listing shows; everything else may.
         active_incidents.refresh(
             client, (t.incident_id for t in transitions if t.transition is not TransitionType.ALERT_ATTEMPT)
         )
+        with self._lock:
+            if len(self._refreshed) > _MAX_REFRESHED:  # nobody follows the feed in this process
+                self._refreshed.clear()
+            self._refreshed.update(seqs)
         for listener in self._listeners:
             listener(transitions)
+
+    def take_refreshed(self) -> set[int]:
+        """The ``seq`` of every row this journal appended, and whose incidents it refreshed in
+        ``fw_active_incidents`` after the append, since the last call: the feed follower needs
+        not refresh them again (see :class:`~.active_incidents.FeedFollower`)."""
+        with self._lock:
+            taken, self._refreshed = self._refreshed, set()
+        return taken
