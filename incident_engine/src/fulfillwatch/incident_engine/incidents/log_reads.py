@@ -211,13 +211,24 @@ GROUPINGS = {
 
 def count_by(client: Client, filters: IncidentFilter, grouping: str) -> dict[str, int]:
     """How many incidents match ``filters`` per kind, event type or effect (most first)."""
-    column = GROUPINGS[grouping]
+    return counts_by(client, filters, (grouping,))[grouping]
+
+
+def counts_by(client: Client, filters: IncidentFilter, groupings: Sequence[str]) -> dict[str, dict[str, int]]:
+    """:func:`count_by` for several groupings, in one pass over the incidents."""
+    # One scan, each incident counted once per grouping (three queries read the live set
+    # three times: 18 s instead of 6 with 1.5 M active incidents).
+    pairs = ", ".join(f"('{grouping}', toString({GROUPINGS[grouping]}))" for grouping in groupings)
     summaries, params = filters.summaries()
     rows = client.query(
-        f"SELECT {column}, count() FROM ({summaries}) GROUP BY {column} ORDER BY count() DESC",
+        f"""SELECT tupleElement(pair, 1), tupleElement(pair, 2), count() FROM ({summaries})
+            ARRAY JOIN [{pairs}] AS pair GROUP BY pair ORDER BY count() DESC""",
         parameters=params,
     ).result_rows
-    return {str(key): int(count) for key, count in rows}
+    counts: dict[str, dict[str, int]] = {grouping: {} for grouping in groupings}
+    for grouping, key, count in rows:
+        counts[str(grouping)][str(key)] = int(count)
+    return counts
 
 
 def time_to_resolve(client: Client, since: datetime) -> tuple[int, float | None]:

@@ -1,8 +1,8 @@
 """Figures for the dashboard's overview: open incidents, success rate, latency, time to resolve.
 
-All of it over a window of receipt time (default 24 h), from the same tables the engine uses:
-the window's receipts come from ``fw_signals`` (partition-pruned by time), their summaries from
-``fw_expectations``, incidents from the log.
+All of it over a window of receipt time (default 24 h): the window's expectations from the
+window's signals in ``fw_signals`` (partition-pruned by time, so the cost follows the window,
+not the history), open incidents from ``fw_active_incidents``, time to resolve from the feed.
 """
 
 from __future__ import annotations
@@ -17,35 +17,39 @@ from fulfillwatch.incident_engine.detection.engine_state import load_heartbeat, 
 from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.log_reads import IncidentFilter
 from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES
-from fulfillwatch.incident_engine.schema import EPOCH_SQL, EXPECTATIONS_TABLE
+from fulfillwatch.incident_engine.schema import EPOCH_SQL, NEVER_SQL
 
+#: The window's expectations, from the window's signals alone (and an hour before it: a result
+#: may be stamped a little before its receipt). The daily partitions keep the history out, and
+#: aggregating in the table's key order streams instead of holding every expectation at once:
+#: 24 hours of 1.4 M receipts took 2.4 s and +1.2 GiB through ``fw_expectations`` by key.
 _WINDOW_EXPECTATIONS = f"""
-    SELECT project, stripe_event_id, effect, max(event_type) AS type, min(receipt_at) AS received,
-           min(due_at) AS due, max(last_result) AS result
-    FROM {EXPECTATIONS_TABLE}
-    WHERE (stripe_event_id, effect, project) IN (
-        SELECT stripe_event_id, effect, project FROM {SIGNALS_TABLE}
-        WHERE signal = 'receipt' AND at >= {{since:DateTime64(6, 'UTC')}}
-    )
-    GROUP BY project, stripe_event_id, effect
+    SELECT project, stripe_event_id, effect, max(event_type) AS type,
+           min(if(signal = 'receipt', at, {NEVER_SQL})) AS received,
+           min(if(signal = 'receipt', due_at, {NEVER_SQL})) AS due,
+           max(if(outcome IN ('success', 'failure'), tuple(at, outcome), tuple({EPOCH_SQL}, ''))) AS result
+    FROM {SIGNALS_TABLE}
+    WHERE at >= {{since:DateTime64(6, 'UTC')}} - toIntervalHour(1)
+    GROUP BY stripe_event_id, effect, project
+    HAVING received >= {{since:DateTime64(6, 'UTC')}} AND received < {NEVER_SQL}
 """
+_IN_KEY_ORDER = {"optimize_aggregation_in_order": 1}
 
-_OUTCOMES = f"""
-    SELECT
-        countIf(tupleElement(result, 1) > {EPOCH_SQL} AND tupleElement(result, 3) = 'success') AS fulfilled,
-        countIf(tupleElement(result, 1) > {EPOCH_SQL} AND tupleElement(result, 3) = 'failure') AS failed,
-        countIf(tupleElement(result, 1) = {EPOCH_SQL} AND due <= {{now:DateTime64(6, 'UTC')}}) AS overdue,
-        countIf(tupleElement(result, 1) = {EPOCH_SQL} AND due > {{now:DateTime64(6, 'UTC')}}) AS pending
-    FROM ({_WINDOW_EXPECTATIONS})
-"""
-
-_LATENCY = f"""
+_AT = "tupleElement(result, 1)"
+_OUTCOME = "tupleElement(result, 2)"
+_FULFILLED_AFTER_RECEIPT = f"{_OUTCOME} = 'success' AND {_AT} >= received"
+#: What became of the window's expectations and how long their successes took, per hour of
+#: receipt and event type, in one pass (the totals are the sums of the hours).
+_BY_HOUR = f"""
     SELECT toStartOfHour(received) AS hour, type,
-           count() AS fulfilled,
-           quantiles(0.5, 0.95, 0.99)(
-               toFloat64(dateDiff('millisecond', received, tupleElement(result, 1))) / 1000) AS seconds
+           countIf({_AT} > {EPOCH_SQL} AND {_OUTCOME} = 'success') AS fulfilled,
+           countIf({_AT} > {EPOCH_SQL} AND {_OUTCOME} = 'failure') AS failed,
+           countIf({_AT} = {EPOCH_SQL} AND due <= {{now:DateTime64(6, 'UTC')}}) AS overdue,
+           countIf({_AT} = {EPOCH_SQL} AND due > {{now:DateTime64(6, 'UTC')}}) AS pending,
+           countIf({_FULFILLED_AFTER_RECEIPT}) AS timed,
+           quantilesIf(0.5, 0.95, 0.99)(
+               toFloat64(dateDiff('millisecond', received, {_AT})) / 1000, {_FULFILLED_AFTER_RECEIPT}) AS seconds
     FROM ({_WINDOW_EXPECTATIONS})
-    WHERE tupleElement(result, 3) = 'success' AND tupleElement(result, 1) >= received
     GROUP BY hour, type
     ORDER BY hour, type
 """
@@ -101,18 +105,18 @@ class Overview:
     engine: EngineStatus = field(default_factory=EngineStatus)
 
 
-def _open_by(client: Client, grouping: str) -> dict[str, int]:
-    return log_reads.count_by(client, IncidentFilter(states=tuple(state.value for state in ACTIVE_STATES)), grouping)
-
-
 def overview(client: Client, window: timedelta, stale_after: timedelta) -> Overview:
     """Everything the overview page shows, computed now."""
     now = datetime.now(timezone.utc)
     since = now - window
     params = {"since": since, "now": now}
-    fulfilled, failed, overdue, pending = client.query(_OUTCOMES, parameters=params).result_rows[0]
+    hours = client.query(_BY_HOUR, parameters=params, settings=_IN_KEY_ORDER).result_rows
+    fulfilled, failed, overdue, pending = (sum(int(row[column]) for row in hours) for column in range(2, 6))
     decided = fulfilled + failed + overdue
     resolved, mean_time_to_resolve_s = log_reads.time_to_resolve(client, since)
+    open_by = log_reads.counts_by(
+        client, IncidentFilter(states=tuple(state.value for state in ACTIVE_STATES)), ("kind", "event_type", "effect")
+    )
     heartbeat = load_heartbeat(client)
     engine = EngineStatus()
     if heartbeat is not None:
@@ -127,14 +131,15 @@ def overview(client: Client, window: timedelta, stale_after: timedelta) -> Overv
     return Overview(
         window_hours=round(window.total_seconds() / 3600, 3),
         generated_at=now,
-        open_by_kind=_open_by(client, "kind"),
-        open_by_event_type=_open_by(client, "event_type"),
-        open_by_effect=_open_by(client, "effect"),
+        open_by_kind=open_by["kind"],
+        open_by_event_type=open_by["event_type"],
+        open_by_effect=open_by["effect"],
         expectations=Outcomes(int(fulfilled), int(failed), int(overdue), int(pending)),
         success_rate=round(fulfilled / decided, 5) if decided else None,
         latency=[
-            LatencyRow(hour, event_type, int(count), seconds[0], seconds[1], seconds[2])
-            for hour, event_type, count, seconds in client.query(_LATENCY, parameters=params).result_rows
+            LatencyRow(hour, event_type, int(timed), seconds[0], seconds[1], seconds[2])
+            for hour, event_type, *_, timed, seconds in hours
+            if timed
         ],
         resolved=resolved,
         mean_time_to_resolve_s=mean_time_to_resolve_s,
