@@ -89,6 +89,10 @@ _RESULTS_OF = f"""
            signal_id, at, outcome, error_type, error_message, replay_id, attempt, ingested_at
     FROM {SIGNALS_TABLE}
     WHERE (stripe_event_id, effect, project) IN {{keys:Array(Tuple(String, String, String))}} AND signal = 'result'
+      -- No signal of an expectation is older than its first_at: the daily partitions before the
+      -- oldest of them are skipped (a read by key costs a lookup in every part: at 100 M
+      -- expectations, 270 parts made a 15-minute step's results take 5 s).
+      AND at >= {{oldest:DateTime64(6, 'UTC')}}
 """
 
 _Key = tuple[str, str, str]  # (project, stripe event id, stored effect)
@@ -98,12 +102,13 @@ def _key(row: dict[str, Any]) -> _Key:
     return row["project"], row["stripe_event_id"], row["effect"]
 
 
-def _results_of(client: Client, keys: list[_Key]) -> dict[_Key, list[tuple[Any, ...]]]:
-    """Every result row (duplicates included) of the given expectations."""
-    found: dict[_Key, list[tuple[Any, ...]]] = {key: [] for key in keys}
-    if keys:
-        by_sort_key = [(event, effect, project) for project, event, effect in keys]
-        for row in client.query(_RESULTS_OF, parameters={"keys": by_sort_key}).result_rows:
+def _results_of(client: Client, summaries: list[dict[str, Any]]) -> dict[_Key, list[tuple[Any, ...]]]:
+    """Every result row (duplicates included) of the expectations with these summaries."""
+    found: dict[_Key, list[tuple[Any, ...]]] = {_key(row): [] for row in summaries}
+    if summaries:
+        by_sort_key = [(event, effect, project) for project, event, effect in found]
+        oldest = min(row["first_at"] for row in summaries)
+        for row in client.query(_RESULTS_OF, parameters={"keys": by_sort_key, "oldest": oldest}).result_rows:
             found[(row[0], row[1], row[2])].append(tuple(row[3:]))
     return found
 
@@ -144,7 +149,7 @@ def evaluate(client: Client, window: Window, chosen: dict[_Key, str]) -> list[tu
         for row in client.query(_HEADS_BY_IDS, parameters={"ids": sorted(set(chosen.values()))}).named_results()
     }
     # Results are needed only to audit what happened to an existing incident.
-    results = _results_of(client, [_key(row) for row in summaries if row["incident_id"] in heads])
+    results = _results_of(client, [row for row in summaries if row["incident_id"] in heads])
     pairs: list[tuple[Expectation, IncidentHead | None]] = []
     for row in summaries:
         expectation = _expectation(row, results.get(_key(row), []), window.since, window.until)
