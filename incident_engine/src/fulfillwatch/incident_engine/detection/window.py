@@ -140,7 +140,7 @@ _LIVE = f"""
 """
 
 
-@dataclass
+@dataclass(slots=True)  # a burst can bring back 100,000 of them
 class _Seen:
     """What a window shows of one expectation (the columns of :data:`_PER_EXPECTATION`)."""
 
@@ -220,17 +220,10 @@ def decide(client: Client, window: Window) -> Decisions:
 def _decide_burst(client: Client, parameters: dict[str, object]) -> Decisions:
     """A burst, decided from what the store returns of it; its waiting expectations stay there."""
     decisions = Decisions({}, [], None)
-    for row in client.query(_BURST, parameters=parameters).named_results():
-        item = _Seen(
-            row["id"],
-            (row["project"], row["event"], row["effect_"]),
-            bool(row["has_deadline"]),
-            bool(row["has_arrival"]),
-            bool(row["unusual"]),
-            bool(row["decided"]),
-            bool(row["succeeded"]),
-        )
-        _decide(decisions, item, bool(row["is_open"]), bool(row["is_active"]))
+    rows = client.query(_BURST, parameters=parameters).result_rows
+    for incident_id, project, event, effect, deadline, arrival, unusual, decided, succeeded, is_open, is_active in rows:
+        item = _Seen(incident_id, (project, event, effect), deadline, arrival, unusual, decided, succeeded)
+        _decide(decisions, item, bool(is_open), bool(is_active))
     decisions.settled.sort()
     return decisions
 
