@@ -197,14 +197,14 @@ def main() -> None:
             "target_replay_ratio": TARGET_REPLAY_RATIO,
             "target_keys_ratio": TARGET_KEYS_RATIO,
         }
-        for mode in args.modes.split(","):
-            measured = run_mode(mode, args, context, workdir / mode)
+        for index, mode in enumerate(args.modes.split(",")):  # a mode may be repeated (A, B, A, B)
+            measured = run_mode(mode, args, context, workdir / f"{index}-{mode}")
             measured["ratio_to_floor"] = round(measured["spans_per_s"] / floor_report["rate"], 3)
             wanted = TARGET_REPLAY_RATIO if mode.startswith("replay") else TARGET_RATIO
             measured["pass"] = bool(
                 measured["no_loss"] and measured["spans_per_s"] >= TARGET_RATE and measured["ratio_to_floor"] >= wanted
             )
-            result[mode] = measured
+            result[mode if mode not in result else f"{mode} (run {index + 1})"] = measured
         if "replay" in result and "replay-open" in result:
             result["keys_cost_ratio"] = round(result["replay"]["spans_per_s"] / result["replay-open"]["spans_per_s"], 3)
     finally:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +23,7 @@ import pytest
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from fulfillwatch.collector_processor.store import CHDB_ALLOCATOR_CONF
 from support.abuse import Prober, abandon_upload, first_answer, receipts_batch, receipts_batch_of_size, rss_mib
 from support.serve import ServeProcess, wait_for
 
@@ -168,6 +172,30 @@ def test_an_unauthenticated_huge_rest_body_is_refused_before_it_is_read(own_serv
     assert rss_mib(server.process.pid) - before < 50
 
 
+def _allocator_conf_seen(operator_value: str | None, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Open an embedded store in a new process; print the allocator setting chDB was loaded with."""
+    script = (
+        "import os, sys\n"
+        "from fulfillwatch.collector_processor.store import Store, parse_dsn\n"
+        "store = Store(parse_dsn(sys.argv[1]))\n"
+        "store.client('probe').query('SELECT 1')\n"
+        "print(os.environ.get('JE_MALLOC_CONF'))\n"
+    )
+    env = {k: val for k, val in os.environ.items() if k != "JE_MALLOC_CONF"}
+    if operator_value is not None:
+        env["JE_MALLOC_CONF"] = operator_value
+    command = [sys.executable, "-c", script, f"chdb://{tmp_path / 'data'}"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_embedded_store_has_chdb_hand_freed_memory_back(tmp_path: Path) -> None:
+    assert _allocator_conf_seen(None, tmp_path).stdout.strip() == CHDB_ALLOCATOR_CONF
+    assert _allocator_conf_seen("dirty_decay_ms:1000", tmp_path).stdout.strip() == "dirty_decay_ms:1000"  # theirs
+    # chDB reads that variable: an option its allocator does not know stops it at load.
+    refused = _allocator_conf_seen("abort_conf:true,no_such_option:1", tmp_path)
+    assert refused.returncode != 0 and refused.stdout == "", refused
+
+
 def test_big_batches_beyond_the_budget_are_throttled_and_nothing_acknowledged_is_lost(
     own_server: ServeProcess,
 ) -> None:
@@ -195,10 +223,10 @@ def test_big_batches_beyond_the_budget_are_throttled_and_nothing_acknowledged_is
         outcomes = list(pool.map(send, bodies))
     assert all(statuses[-1] == 200 for statuses in outcomes), outcomes
     assert any(429 in statuses for statuses in outcomes), outcomes  # the excess was throttled
-    # Measured 750 MiB, idle and beside a process keeping a core busy (benchmarks/
-    # bench_robustness.py). It was 1,033-1,062 MiB under contention while the engine pulled
-    # every touched row into Python (a late tick then covered several batches); without any
-    # in-flight budget the six batches took serve to 1.5 GiB.
+    # Measured 830-856 MiB (benchmarks/bench_robustness.py, docs/BENCHMARKS.md); it was
+    # 974-1,036 MiB before requests were read span by span and chDB returned freed memory at
+    # once (a CI run failed at 1,036), 1,033-1,062 under contention while the engine pulled
+    # every touched row into Python, and 1.5 GiB without any in-flight budget.
     assert rss_mib(server.process.pid, "VmHWM") < 1024
     for n in range(6):  # every acknowledged batch is stored, first to last span
         for index in (0, spans // 2, spans - 1):

@@ -5,6 +5,7 @@
 * :mod:`.signals` — the ``fw_signals`` table and its rows (Arrow batches);
 * :mod:`.identity` — which expectation a signal is about, and the effect's stored/display forms;
 * :mod:`.otlp` / :mod:`.span_signals` — OTLP decoding and span → signal rules;
+  :mod:`.otlp_wire` — a protobuf request read one span at a time;
 * :mod:`.writer` — the group-commit writer; :mod:`.receiver` — ``POST /v1/traces``;
   :mod:`.rest_ingest` — ``POST /v1/receipt`` and ``/v1/result``;
 * :mod:`.ingest_auth` — projects and ingest keys; :mod:`.ingest_gate` — auth, size, time and

@@ -24,12 +24,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from fulfillwatch.instrumentation import vocabulary as v
 
+from . import otlp_wire
 from .ingest_auth import DEFAULT_PROJECT
 from .signals import Signal, SignalBatch
 from .span_signals import SpanFields, UnusableSpan, signal_from_span
@@ -150,24 +149,20 @@ def _attributes(key_values: Any) -> dict[str, object]:
 
 def decode_protobuf(body: bytes, *, default_timeout_s: float, project_of: ProjectOf | None = None) -> DecodedBatch:
     """Decode an ``ExportTraceServiceRequest`` in protobuf encoding."""
-    try:
-        request = ExportTraceServiceRequest.FromString(body)
-    except DecodeError as exc:
-        raise MalformedRequest(f"the body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}") from None
     rules = _Rules.make(default_timeout_s, project_of)
     batch = DecodedBatch()
     names = v.FULFILLMENT_SPANS
-    for resource_spans in request.resource_spans:
-        service = ""
-        for kv in resource_spans.resource.attributes:
-            if kv.key == _SERVICE_NAME:
-                service = str(_any_value(kv.value) or "")
-                break
-        project, refusal = rules.project_of(service)
-        for scope_spans in resource_spans.scope_spans:
-            spans = scope_spans.spans
-            batch.spans += len(spans)
+    try:
+        # Span by span (see otlp_wire): the whole request's message tree is never built.
+        for resource, spans in otlp_wire.resource_spans(body):
+            service = ""
+            for kv in resource.attributes:
+                if kv.key == _SERVICE_NAME:
+                    service = str(_any_value(kv.value) or "")
+                    break
+            project, refusal = rules.project_of(service)
             for span in spans:
+                batch.spans += 1
                 name = span.name
                 if name not in names:
                     batch.ignored += 1
@@ -192,6 +187,8 @@ def decode_protobuf(body: bytes, *, default_timeout_s: float, project_of: Projec
                     project,
                     refusal,
                 )
+    except otlp_wire.WireError as exc:
+        raise MalformedRequest(f"the body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}") from None
     return batch
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,13 @@ _logger = logging.getLogger("fulfillwatch.store")
 
 #: Default DSN: embedded ClickHouse (chDB) in the data directory.
 DEFAULT_DSN = "chdb://"
+#: How long chDB's built-in allocator (jemalloc, configured from ``JE_MALLOC_CONF`` when chDB
+#: is loaded) keeps freed pages before handing them back: 1 s instead of its default. ``serve``
+#: runs ingest, inserts and the engine in one process, and what one had freed was still held
+#: while the next needed more: under six 20 MiB batches the peak was 925-939 MiB with the
+#: default, 886-901 with 1 s and 847-867 with 0 — but 0 cost ingest a quarter of its throughput
+#: (docs/BENCHMARKS.md, "Misbehaving clients").
+CHDB_ALLOCATOR_CONF = "dirty_decay_ms:1000"
 
 
 class StoreUnavailable(RuntimeError):
@@ -97,6 +105,8 @@ class Store:
 
     def __init__(self, location: StoreLocation) -> None:
         self.location = location
+        if location.embedded:
+            _configure_chdb_allocator()
         self._lock = threading.Lock()
         self._clients: dict[str, Client] = {}
 
@@ -157,6 +167,13 @@ class Store:
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             _close_quietly(client)
+
+
+def _configure_chdb_allocator() -> None:
+    """Set :data:`CHDB_ALLOCATOR_CONF` unless the operator set ``JE_MALLOC_CONF`` (read once,
+    when chDB is first loaded: too late once it is, and harmless then)."""
+    if "chdb" not in sys.modules:
+        os.environ.setdefault("JE_MALLOC_CONF", CHDB_ALLOCATOR_CONF)
 
 
 def _ensure_database(location: StoreLocation) -> None:
