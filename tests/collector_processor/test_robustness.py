@@ -223,9 +223,9 @@ def test_big_batches_beyond_the_budget_are_throttled_and_nothing_acknowledged_is
         outcomes = list(pool.map(send, bodies))
     assert all(statuses[-1] == 200 for statuses in outcomes), outcomes
     assert any(429 in statuses for statuses in outcomes), outcomes  # the excess was throttled
-    # Measured 830-856 MiB (benchmarks/bench_robustness.py, docs/BENCHMARKS.md); it was
-    # 974-1,036 MiB before requests were read span by span and chDB returned freed memory at
-    # once (a CI run failed at 1,036), 1,033-1,062 under contention while the engine pulled
+    # Measured 886-901 MiB in this scenario (docs/BENCHMARKS.md, "Misbehaving clients"); it was
+    # 974-1,036 MiB before big requests were read span by span and chDB kept freed pages for 1 s
+    # only (a CI run failed at 1,036), 1,033-1,062 under contention while the engine pulled
     # every touched row into Python, and 1.5 GiB without any in-flight budget.
     assert rss_mib(server.process.pid, "VmHWM") < 1024
     for n in range(6):  # every acknowledged batch is stored, first to last span
