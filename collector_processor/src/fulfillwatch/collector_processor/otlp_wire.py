@@ -92,13 +92,13 @@ def _text(data: bytes, start: int, end: int) -> None:
         raise WireError(f"a schema_url is not valid UTF-8: {exc}") from None
 
 
-def _parsed(message_type: type[_Message], parts: list[bytes]) -> _Message:
+def _parsed(message_type: type[_Message], parts: list[bytes], where: str = "") -> _Message:
     """The message of ``parts``: a message field seen more than once is merged, which is what
-    parsing its occurrences joined does."""
+    parsing its occurrences joined does. ``where`` says where it was, for the error."""
     try:
         return message_type.FromString(b"".join(parts))
     except DecodeError as exc:
-        raise WireError(f"a {message_type.__name__} is malformed: {exc}") from None
+        raise WireError(f"a {message_type.__name__}{where} is malformed: {exc}") from None
 
 
 def resource_spans(body: bytes, *, walk_above: int = WALK_ABOVE_BYTES) -> Iterator[tuple[Resource, Iterator[Span]]]:
@@ -106,11 +106,7 @@ def resource_spans(body: bytes, *, walk_above: int = WALK_ABOVE_BYTES) -> Iterat
     order) — parsed one at a time as the iterator is advanced when the body is larger than
     ``walk_above`` bytes, all at once otherwise. Raises :class:`WireError`."""
     if len(body) <= walk_above:
-        try:
-            request = ExportTraceServiceRequest.FromString(body)
-        except DecodeError as exc:
-            raise WireError(str(exc)) from None
-        for item in request.resource_spans:
+        for item in _parsed(ExportTraceServiceRequest, [body]).resource_spans:
             yield item.resource, (span for scope in item.scope_spans for span in scope.spans)
         return
     for number, start, end in _fields(body, 0, len(body)):
@@ -133,10 +129,7 @@ def _spans(body: bytes, scopes: list[tuple[int, int]]) -> Iterator[Span]:
         scope_parts: list[bytes] = []
         for number, start, end in _fields(body, scope_start, scope_end):
             if number == _ITEMS:
-                try:
-                    yield Span.FromString(body[start:end])
-                except DecodeError as exc:
-                    raise WireError(f"a Span at byte {start} is malformed: {exc}") from None
+                yield _parsed(Span, [body[start:end]], f" at byte {start}")
             elif number == _HEAD:
                 scope_parts.append(body[start:end])
             elif number == _SCHEMA_URL:
