@@ -55,6 +55,8 @@ DEADLINES_TABLE = "fw_deadlines"
 EXPECTATIONS_TABLE = "fw_expectations"
 BULK_JOBS_TABLE = "fw_bulk_jobs"
 LOG_FEED_TABLE = "fw_log_feed"
+#: Characters of a transition's reason the log keeps.
+LOG_REASON_CHARS = 4096
 ACTIVE_INCIDENTS_TABLE = "fw_active_incidents"
 OPEN_EXPECTATIONS_TABLE = "fw_open_expectations"
 #: Days the feed keeps rows: followers further behind than that start from what is left.

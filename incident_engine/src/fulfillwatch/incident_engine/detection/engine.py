@@ -48,7 +48,7 @@ from fulfillwatch.incident_engine.detection.expectations import evaluate, next_d
 from fulfillwatch.incident_engine.detection.lease import EngineLease
 from fulfillwatch.incident_engine.detection.window import Window, decide, update_open_set
 from fulfillwatch.incident_engine.incidents import active_incidents
-from fulfillwatch.incident_engine.incidents.incident_log import Journal
+from fulfillwatch.incident_engine.incidents.incident_log import Journal, follow_settled
 from fulfillwatch.incident_engine.model.status import assess
 from fulfillwatch.incident_engine.model.transitions import Transition, plan
 
@@ -156,9 +156,13 @@ class Engine:
         decisions = decide(client, window)
         pairs = evaluate(client, window, decisions.to_evaluate)
         transitions: list[Transition] = []
+        new_incidents: set[str] = set()  # no head was read: these transitions are their first rows
         for expectation, head in pairs:
-            transitions.extend(plan(expectation, head, assess(expectation, now, default_timeout), now))
-        self.journal.append(transitions, purpose="engine")
+            planned = plan(expectation, head, assess(expectation, now, default_timeout), now)
+            transitions.extend(planned)
+            if head is None and planned:
+                new_incidents.add(expectation.incident_id)
+        self.journal.append(transitions, purpose="engine", new_incidents=new_incidents)
         update_open_set(client, window, decisions)
         duration = time.perf_counter() - started
         save_tick(
@@ -190,8 +194,13 @@ class Engine:
         when it moved (kept across restarts; a crash before it is stored only repeats a refresh)."""
         if self._active_follower is None:
             self._active_follower = active_incidents.FeedFollower(load_active_incidents_position(client))
-        before = self._active_follower.position
-        position = self._active_follower.catch_up(client, self.journal.take_refreshed())
+        follower = self._active_follower
+        before = follower.position
+        refreshed = self.journal.take_refreshed()
+        if self.store.location.embedded:  # the only writer: the feed is read only when needed
+            position = follow_settled(client, lambda settled: follower.catch_up(client, refreshed, settled))
+        else:
+            position = follower.catch_up(client, refreshed)
         return position if position != before else None
 
     def _import(self) -> None:

@@ -12,15 +12,16 @@ evaluated (their history read, see :mod:`.expectations`):
 * deadlines of expectations still open (``fw_open_expectations``: no success seen yet).
 
 How (:func:`decide`): the window's rows come back to Python, each with what it says on its own
-(computed in the store: the incident id, unusual, waiting, reached its deadline, a success);
-Python folds them per expectation, looks the expectations up in the two key-value tables in one
-statement, and applies the rules (:func:`_decide`). After the window's transitions are stored,
-the engine removes what the window settled from ``fw_open_expectations`` and inserts what it saw
-waiting (:func:`update_open_set`). A burst — more than a few thousand rows — stays in the store:
-the rows are folded there and joined to the key-value tables by key (``join_algorithm =
-'direct'``), only the expectations that may need something come back to the same rules, and the
-waiting ones enter with an ``INSERT … SELECT``, so a hundred thousand receipts cost three
-statements and a few MiB. (Shipping every touched row to Python and looking its key up from
+(computed in the store: the incident id, unusual, waiting, reached its deadline, a success) and
+whether its expectation is in each key-value table (looked up by key in the same statement);
+Python folds them per expectation and applies the rules (:func:`_decide`). After the window's
+transitions are stored, the engine removes what the window settled from
+``fw_open_expectations`` and inserts what it saw waiting (:func:`update_open_set`). A burst —
+more than a few thousand rows — stays in the store: the rows are folded there and joined to the
+key-value tables by key (``join_algorithm = 'direct'``), only the expectations that may need
+something come back to the same rules, and the waiting ones enter with an ``INSERT … SELECT``,
+so a hundred thousand receipts cost three statements (and the lookups of the first 5,001 rows
+in the statement that found the burst) and a few MiB. (Shipping every touched row to Python and looking its key up from
 there took 4 s and ~100 MiB per 100,000 rows, and set the peak memory of ``serve`` under big
 batches.)
 """
@@ -123,8 +124,8 @@ _BURST = f"""
     SETTINGS join_algorithm = 'direct'
 """
 #: The window's rows a tick brings to Python, to decide them there (a statement of chDB costs
-#: what it takes to plan: the rows and two key lookups take ~12 ms where the same decision as
-#: one query with the aggregation and the joins took ~21 ms). A window with more rows is a
+#: what it takes to plan: folding the rows here saves the aggregation's planning, ~10 ms of
+#: the ~21 that the burst's statement takes on a 5 s window). A window with more rows is a
 #: burst, decided in the store (:data:`_BURST`) with its waiting expectations entering the open
 #: set there (:data:`_ENTER_WAITING`): 100,000 waiting rows returned to Python took serve's peak
 #: under six 20 MiB batches from 750 to 860-900 MiB.
@@ -133,10 +134,17 @@ _ENTER_WAITING = f"""
     INSERT INTO {OPEN_EXPECTATIONS_TABLE} (incident_id, due_at)
     SELECT incident_id, waits_until FROM ({_PER_EXPECTATION}) WHERE enters
 """
-_LIVE = f"""
-    SELECT 0, incident_id FROM {OPEN_EXPECTATIONS_TABLE} WHERE incident_id IN {{ids:Array(String)}}
-    UNION ALL
-    SELECT 1, incident_id FROM {ACTIVE_INCIDENTS_TABLE} WHERE incident_id IN {{ids:Array(String)}}
+#: The same rows with whether their expectation is open and has an active incident, looked up
+#: by key as the rows stream (``join_algorithm = 'direct'``), at most ``limit`` of them (the
+#: union is limited as a whole: a ``LIMIT`` after it limits its last part only). One
+#: statement: returning the rows, then looking their keys up as a list took the same on a 5 s
+#: window and half as long again on a 60 s one (~1,200 keys; docs/BENCHMARKS.md).
+_ROWS_LIVE = f"""
+    SELECT r.*, open.incident_id != '' AS is_open, active.incident_id != '' AS is_active
+    FROM (SELECT * FROM ({_ROWS}) LIMIT {{limit:UInt64}}) AS r
+    LEFT JOIN {ACTIVE_INCIDENTS_TABLE} AS active ON active.incident_id = r.incident_id
+    LEFT JOIN {OPEN_EXPECTATIONS_TABLE} AS open ON open.incident_id = r.incident_id
+    SETTINGS join_algorithm = 'direct'
 """
 
 
@@ -197,22 +205,24 @@ def decide(client: Client, window: Window) -> Decisions:
     """Which of the window's expectations need evaluating, which open ones it settled, and —
     unless the window is a burst — which it saw waiting."""
     parameters = _parameters(window)
-    rows = client.query(f"{_ROWS} LIMIT {{limit:UInt64}}", parameters={**parameters, "limit": _RETURNED_ROWS + 1})
-    if len(rows.result_rows) > _RETURNED_ROWS:
+    rows = client.query(_ROWS_LIVE, parameters={**parameters, "limit": _RETURNED_ROWS + 1}).result_rows
+    if len(rows) > _RETURNED_ROWS:
         return _decide_burst(client, parameters)
     seen: dict[str, _Seen] = {}
-    for incident_id, project, event, effect, deadline, unusual, waits, due, decided, success in rows.result_rows:
+    is_open: set[str] = set()
+    is_active: set[str] = set()
+    for incident_id, project, event, effect, deadline, unusual, waits, due, decided, success, opened, active in rows:
         item = seen.get(incident_id)
         if item is None:
             item = seen[incident_id] = _Seen(incident_id, (project, event, effect))
         item.add(bool(deadline), bool(unusual), bool(waits), due, bool(decided), bool(success))
-    live: dict[int, set[str]] = {0: set(), 1: set()}
-    if seen:
-        for table, incident_id in client.query(_LIVE, parameters={"ids": list(seen)}).result_rows:
-            live[table].add(incident_id)
+        if opened:
+            is_open.add(incident_id)
+        if active:
+            is_active.add(incident_id)
     decisions = Decisions({}, [], [])
     for incident_id, item in seen.items():
-        _decide(decisions, item, incident_id in live[0], incident_id in live[1])
+        _decide(decisions, item, incident_id in is_open, incident_id in is_active)
     decisions.settled.sort()
     return decisions
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.store import Store
 from fulfillwatch.incident_engine.incidents import active_incidents
-from fulfillwatch.incident_engine.model.transitions import Transition, TransitionType
-from fulfillwatch.incident_engine.schema import INCIDENT_LOG_TABLE
+from fulfillwatch.incident_engine.model.transitions import Transition
+from fulfillwatch.incident_engine.schema import INCIDENT_LOG_TABLE, LOG_REASON_CHARS
 
 _COLUMNS = [
     "incident_id",
@@ -51,10 +52,56 @@ class _Sequence:
 next_seq = _Sequence().next
 
 
+@dataclass
+class _Appends:
+    """What this process appended to one database's incident log, and how much of it is known
+    refreshed in ``fw_active_incidents``: by its journal after the append, or by a feed follower."""
+
+    appended: int = 0  # seq of the last row appended
+    refreshed: int = 0  # seq through which every appended row was refreshed
+
+    @property
+    def settled(self) -> bool:
+        """Every row appended was refreshed."""
+        return self.refreshed == self.appended
+
+
+#: Appends, and a journal's refresh after its append, run one at a time in the process: a
+#: refresh then reads every row appended before it, so two writers of one incident cannot leave
+#: the older view last. With an embedded store this process is the only writer, and a feed
+#: follower has nothing to settle while every append was refreshed (see :func:`follow_settled`).
+_APPENDS_LOCK = threading.RLock()
+_APPENDS: dict[str, _Appends] = {}  # by database (one chDB directory per process)
+
+
+def _appends(client: Client) -> _Appends:
+    return _APPENDS.setdefault(client.database or "", _Appends())
+
+
+def follow_settled(client: Client, follow: Callable[[int | None], int]) -> int:
+    """Run a feed follower's ``follow`` with no append in between, telling it the ``seq``
+    through which every row this process appended was refreshed by its writer (``None`` when a
+    row was not: appended outside a journal, or its refresh failed). After it, everything this
+    process appended counts as refreshed. For embedded stores only, where no other process
+    writes the log."""
+    with _APPENDS_LOCK:
+        appends = _appends(client)
+        position = follow(appends.appended if appends.settled else None)
+        appends.refreshed = appends.appended
+        return position
+
+
 def append_transitions(client: Client, transitions: Sequence[Transition]) -> list[int]:
     """Append transitions in order (one insert); returns the ``seq`` given to each."""
     if not transitions:
         return []
+    with _APPENDS_LOCK:
+        seqs = _append(client, transitions)
+        _appends(client).appended = seqs[-1]
+        return seqs
+
+
+def _append(client: Client, transitions: Sequence[Transition]) -> list[int]:
     seqs = [next_seq() for _ in transitions]
     rows = [
         [
@@ -66,7 +113,7 @@ def append_transitions(client: Client, transitions: Sequence[Transition]) -> lis
             t.state.value if t.state is not None else "",
             t.kind,
             t.actor,
-            t.reason[:4096],
+            t.reason[:LOG_REASON_CHARS],
             t.cause,
             t.identity.stripe_event_id,
             t.identity.effect,
@@ -107,16 +154,28 @@ class Journal:
         quick and thread-safe: writers run in worker threads)."""
         self._listeners.append(listener)
 
-    def append(self, transitions: Sequence[Transition], *, purpose: str = "journal") -> None:
-        """Store ``transitions`` (one insert, in order), then notify the listeners."""
+    def append(
+        self,
+        transitions: Sequence[Transition],
+        *,
+        purpose: str = "journal",
+        new_incidents: Collection[str] = frozenset(),
+    ) -> None:
+        """Store ``transitions`` (one insert, in order), then notify the listeners.
+
+        ``new_incidents``: incidents whose first rows these are (the writer read that they had
+        none); their rows in ``fw_active_incidents`` are made from the transitions instead of
+        being read back from the log (see :func:`~.active_incidents.refresh_after_append`)."""
         if not transitions:
             return
         client = self._store.client(purpose)
-        seqs = append_transitions(client, transitions)
-        # Alert attempts change nothing an incident listing shows; everything else may.
-        active_incidents.refresh(
-            client, (t.incident_id for t in transitions if t.transition is not TransitionType.ALERT_ATTEMPT)
-        )
+        with _APPENDS_LOCK:
+            appends = _appends(client)
+            settled = appends.settled
+            seqs = append_transitions(client, transitions)
+            active_incidents.refresh_after_append(client, transitions, new_incidents)
+            if settled:  # else an earlier row still waits for a follower
+                appends.refreshed = seqs[-1]
         with self._lock:
             if len(self._refreshed) > _MAX_REFRESHED:  # nobody follows the feed in this process
                 self._refreshed.clear()
