@@ -109,20 +109,31 @@ _PER_EXPECTATION = f"""
     FROM ({_ROWS})
     GROUP BY incident_id
 """
-#: A burst's expectations that may need something of the engine (a superset: :func:`_decide`
-#: has the rules), with whether each is open and has an active incident. The key-value tables
-#: are joined by key (``join_algorithm = 'direct'``: a lookup per expectation, no scan).
-_BURST = f"""
-    SELECT e.incident_id AS id, e.project AS project, e.event AS event, e.effect_ AS effect_,
-           e.has_deadline AS has_deadline, e.has_arrival AS has_arrival, e.unusual AS unusual,
-           e.decided AS decided, e.succeeded AS succeeded,
-           open.incident_id != '' AS is_open, active.incident_id != '' AS is_active
-    FROM ({_PER_EXPECTATION}) AS e
-    LEFT JOIN {ACTIVE_INCIDENTS_TABLE} AS active ON active.incident_id = e.incident_id
-    LEFT JOIN {OPEN_EXPECTATIONS_TABLE} AS open ON open.incident_id = e.incident_id
-    WHERE is_open OR is_active OR e.unusual OR e.decided
+
+
+def _with_live(columns: str, source: str, where: str = "1") -> str:
+    """``columns`` of the rows of ``source`` (as ``s``) with whether each expectation is open
+    (``is_open``) and has an active incident (``is_active``), looked up in the key-value tables
+    by key as the rows stream (``join_algorithm = 'direct'``: a lookup per row, no scan)."""
+    return f"""
+    SELECT {columns}, open.incident_id != '' AS is_open, active.incident_id != '' AS is_active
+    FROM ({source}) AS s
+    LEFT JOIN {ACTIVE_INCIDENTS_TABLE} AS active ON active.incident_id = s.incident_id
+    LEFT JOIN {OPEN_EXPECTATIONS_TABLE} AS open ON open.incident_id = s.incident_id
+    WHERE {where}
     SETTINGS join_algorithm = 'direct'
 """
+
+
+#: A burst's expectations that may need something of the engine (a superset: :func:`_decide`
+#: has the rules), with whether each is open and has an active incident.
+_BURST = _with_live(
+    "s.incident_id AS id, s.project AS project, s.event AS event, s.effect_ AS effect_, "
+    "s.has_deadline AS has_deadline, s.has_arrival AS has_arrival, s.unusual AS unusual, "
+    "s.decided AS decided, s.succeeded AS succeeded",
+    _PER_EXPECTATION,
+    "is_open OR is_active OR s.unusual OR s.decided",
+)
 #: The window's rows a tick brings to Python, to decide them there (a statement of chDB costs
 #: what it takes to plan: folding the rows here saves the aggregation's planning, ~10 ms of
 #: the ~21 that the burst's statement takes on a 5 s window). A window with more rows is a
@@ -134,18 +145,11 @@ _ENTER_WAITING = f"""
     INSERT INTO {OPEN_EXPECTATIONS_TABLE} (incident_id, due_at)
     SELECT incident_id, waits_until FROM ({_PER_EXPECTATION}) WHERE enters
 """
-#: The same rows with whether their expectation is open and has an active incident, looked up
-#: by key as the rows stream (``join_algorithm = 'direct'``), at most ``limit`` of them (the
-#: union is limited as a whole: a ``LIMIT`` after it limits its last part only). One
-#: statement: returning the rows, then looking their keys up as a list took the same on a 5 s
-#: window and half as long again on a 60 s one (~1,200 keys; docs/BENCHMARKS.md).
-_ROWS_LIVE = f"""
-    SELECT r.*, open.incident_id != '' AS is_open, active.incident_id != '' AS is_active
-    FROM (SELECT * FROM ({_ROWS}) LIMIT {{limit:UInt64}}) AS r
-    LEFT JOIN {ACTIVE_INCIDENTS_TABLE} AS active ON active.incident_id = r.incident_id
-    LEFT JOIN {OPEN_EXPECTATIONS_TABLE} AS open ON open.incident_id = r.incident_id
-    SETTINGS join_algorithm = 'direct'
-"""
+#: The same rows with whether their expectation is open and has an active incident, at most
+#: ``limit`` of them (the union is limited as a whole: a ``LIMIT`` after it limits its last part
+#: only). One statement: returning the rows, then looking their keys up as a list took the same
+#: on a 5 s window and half as long again on a 60 s one (~1,200 keys; docs/BENCHMARKS.md).
+_ROWS_LIVE = _with_live("s.*", f"SELECT * FROM ({_ROWS}) LIMIT {{limit:UInt64}}")
 
 
 @dataclass(slots=True)  # a burst can bring back 100,000 of them
