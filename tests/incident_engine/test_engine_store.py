@@ -9,7 +9,13 @@ from fulfillwatch.collector_processor.migrations import apply_migrations
 from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS, Signal, insert_signals
 from fulfillwatch.collector_processor.store import Store, parse_dsn
 from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
-from fulfillwatch.incident_engine.detection.engine_state import Watermarks, load_watermarks, save_watermarks
+from fulfillwatch.incident_engine.detection.engine_state import (
+    Watermarks,
+    load_watermarks,
+    read_state,
+    save_watermarks,
+    write_state,
+)
 from fulfillwatch.incident_engine.detection.expectations import (
     Window,
     evaluate_window,
@@ -113,3 +119,32 @@ def test_the_migration_backfills_signals_stored_before_it(chdb_dir: str) -> None
     assert expectation.last_result is not None and expectation.last_result.outcome == "failure"
     assert Engine(early, EngineSettings()).tick().transitions == 1
     client.command("DROP DATABASE t_backfill")
+
+
+def test_the_engine_state_moves_to_a_key_value_table_with_each_keys_latest_value(chdb_dir: str) -> None:
+    location = parse_dsn(f"chdb://{chdb_dir}?database=t_state_kv")
+    client = Store(location).client("test")
+    before = [m for m in ENGINE_MIGRATIONS if m.id != "engine/0012_engine_state_key_value"]
+    apply_migrations(client, SIGNAL_MIGRATIONS + tuple(before))  # a store of the release before
+    now = _now(Store(location))
+    save_watermarks(client, Watermarks(now, now))
+    save_watermarks(client, Watermarks(now - timedelta(hours=1), now - timedelta(hours=1)))  # moved back: wins
+    write_state(client, "engine_lease", {"holder": "engine-a"}, now)
+    assert apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS) == ["engine/0012_engine_state_key_value"]
+
+    def tables() -> dict[str, str]:
+        rows = client.query("SELECT name, engine FROM system.tables WHERE database = 't_state_kv'").result_rows
+        return {name: engine for name, engine in rows if name.startswith("fw_engine_state")}
+
+    assert tables() == {"fw_engine_state": "EmbeddedRocksDB"}
+    assert load_watermarks(client).ingested == now - timedelta(hours=1)
+    assert read_state(client, "engine_lease") == {"holder": "engine-a"}
+    [migration] = [m for m in ENGINE_MIGRATIONS if m.id == "engine/0012_engine_state_key_value"]
+    for step in migration.statements:  # run again, as after a crash before it was recorded
+        assert callable(step)
+        step(client)
+    assert tables() == {"fw_engine_state": "EmbeddedRocksDB"}
+    assert load_watermarks(client).ingested == now - timedelta(hours=1)
+    save_watermarks(client, Watermarks(now, now))
+    assert load_watermarks(client).ingested == now
+    client.command("DROP DATABASE t_state_kv")

@@ -39,7 +39,7 @@ from .signals import (
     micros,
 )
 from .span_signals import MAX_TIMEOUT_S
-from .store import Store, StoreUnavailable
+from .store import Store, StoreUnavailable, insert_rows
 from .writer import RejectedBatch, SignalWriter
 
 __all__ = ["ReceiptIn", "ResultIn", "Stored", "build_rest_router", "hash_api_key"]
@@ -272,8 +272,9 @@ def _signal_exists(store: Store, signal: Signal) -> bool:
 
 
 def _remember_request(store: Store, signal: Signal, fingerprint: str) -> None:
-    store.client("rest").insert(
+    insert_rows(
+        store.client("rest"),
         REST_REQUESTS_TABLE,
         [[signal.signal_id, fingerprint, signal.stripe_event_id, datetime.now(timezone.utc)]],
-        column_names=["signal_id", "fingerprint", "stripe_event_id", "received_at"],
+        ["signal_id", "fingerprint", "stripe_event_id", "received_at"],
     )

@@ -17,7 +17,8 @@
   by incident id, kept by the engine from the arrivals it reads anyway (a view writing it at
   ingest made every stored span ~40 % dearer). With ``fw_active_incidents`` it is the live set
   a tick consults instead of the history.
-* ``fw_engine_state`` — watermarks, heartbeat, lease and followers' positions;
+* ``fw_engine_state`` — watermarks, heartbeat, lease and followers' positions, one JSON value
+  per key (``EmbeddedRocksDB``: the latest write of a key wins);
   ``fw_bulk_jobs`` — bulk reprocess progress.
 * Three tables fed by materialized views on ``fw_signals``, so that one evaluation costs what
   the window holds, not what the history holds:
@@ -37,7 +38,7 @@ The point lookups use a small index granularity: a key read touches 256 rows, no
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from clickhouse_connect.driver.client import Client
 
@@ -77,7 +78,9 @@ INCIDENT_ID_SQL = (
 )
 
 #: Stand-ins that min/max aggregates skip: "no receipt" and "no decisive result".
-NEVER_SQL = "toDateTime64('2299-12-31 00:00:00', 6, 'UTC')"
+NEVER = datetime(2299, 12, 31, tzinfo=timezone.utc)
+NEVER_SQL = f"toDateTime64('{NEVER:%Y-%m-%d %H:%M:%S}', 6, 'UTC')"
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 EPOCH_SQL = "toDateTime64(0, 6, 'UTC')"
 _RESULT = "Tuple(DateTime64(6, 'UTC'), String, String, String, String, String, UInt16)"
 
@@ -480,6 +483,32 @@ ENGINE_MIGRATIONS += (
         (f"ALTER TABLE {ACTIVE_INCIDENTS_TABLE} MODIFY SETTING optimize_for_bulk_insert = 0",),
     ),
 )
+
+
+#: Every tick reads and writes a few keys: as a ``ReplacingMergeTree`` each write was a new part
+#: (and a merge later) and each read a ``FINAL``; through RocksDB's memtable a write is a put and
+#: a read a point get. The latest write of a key wins, which is what readers want (a lease claim,
+#: a watermark moved back on purpose).
+_ENGINE_STATE_KEY_VALUE = "ENGINE = EmbeddedRocksDB PRIMARY KEY key SETTINGS optimize_for_bulk_insert = 0"
+
+
+def _engine_state_to_key_value(client: Client) -> None:
+    """Move ``fw_engine_state`` from a ``ReplacingMergeTree`` to a key-value table, keeping
+    each key's latest value. Safe to re-run after a crash at any step: the copy is keyed, and
+    the exchange is made only while the table is not the key-value one yet."""
+    engine = client.query(
+        "SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+        parameters={"t": ENGINE_STATE_TABLE},
+    ).result_rows
+    moved = f"{ENGINE_STATE_TABLE}_key_value"
+    if engine[0][0] != "EmbeddedRocksDB":
+        client.command(f"CREATE TABLE IF NOT EXISTS {moved} AS {ENGINE_STATE_TABLE} {_ENGINE_STATE_KEY_VALUE}")
+        client.command(f"INSERT INTO {moved} SELECT * FROM {ENGINE_STATE_TABLE} FINAL")
+        client.command(f"EXCHANGE TABLES {ENGINE_STATE_TABLE} AND {moved}")
+    client.command(f"DROP TABLE IF EXISTS {moved}")  # the old table, after the exchange
+
+
+ENGINE_MIGRATIONS += (Migration("engine/0012_engine_state_key_value", (_engine_state_to_key_value,)),)
 
 ENGINE_RETENTION = (
     RetentionRule(INCIDENT_LOG_TABLE, "at"),

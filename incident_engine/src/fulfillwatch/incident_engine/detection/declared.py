@@ -37,7 +37,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity, stored_effect
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-from fulfillwatch.collector_processor.store import Store, StoreUnavailable
+from fulfillwatch.collector_processor.store import Store, StoreUnavailable, insert_rows
 from fulfillwatch.incident_engine.detection import arrived
 from fulfillwatch.incident_engine.detection.engine_state import (
     STRIPE_STATUS_KEY,
@@ -94,7 +94,7 @@ def declare(client: Client, rows: Sequence[Declared]) -> None:
     """Add declared expectations. Idempotent: the key is the incident id the expectation would
     have, which the table derives from the row (``INCIDENT_ID_SQL``, the only derivation)."""
     if rows:
-        client.insert(DECLARED_TABLE, list(rows), column_names=_COLUMNS[1:])
+        insert_rows(client, DECLARED_TABLE, list(rows), _COLUMNS[1:])
 
 
 @dataclass(frozen=True)

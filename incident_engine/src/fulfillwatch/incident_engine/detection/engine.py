@@ -35,7 +35,6 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from fulfillwatch.collector_processor.store import Store, StoreUnavailable
 from fulfillwatch.incident_engine.detection.engine_state import (
-    EPOCH,
     Clock,
     Heartbeat,
     Watermarks,
@@ -51,6 +50,7 @@ from fulfillwatch.incident_engine.incidents import active_incidents
 from fulfillwatch.incident_engine.incidents.incident_log import Journal, follow_settled
 from fulfillwatch.incident_engine.model.status import assess
 from fulfillwatch.incident_engine.model.transitions import Transition, plan
+from fulfillwatch.incident_engine.schema import EPOCH
 
 _logger = logging.getLogger("fulfillwatch.engine")
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from fulfillwatch.collector_processor.store import insert_rows
 from fulfillwatch.incident_engine.incidents.incident_log import next_seq
-from fulfillwatch.incident_engine.schema import ENGINE_STATE_TABLE
+from fulfillwatch.incident_engine.schema import ENGINE_STATE_TABLE, EPOCH
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: A clock of the engine and the lease. In production the store's, so that every engine agrees on
 #: "now" and signals are stamped by the same clock; tests pass a controllable one.
 Clock = Callable[[Client], datetime]
@@ -62,7 +62,7 @@ class Heartbeat:
 def read_state(client: Client, key: str) -> dict[str, Any] | None:
     """The latest JSON value stored under ``key``."""
     rows = client.query(
-        f"SELECT value FROM {ENGINE_STATE_TABLE} FINAL WHERE key = {{key:String}}",
+        f"SELECT value FROM {ENGINE_STATE_TABLE} WHERE key = {{key:String}}",
         parameters={"key": key},
     ).result_rows
     return json.loads(rows[0][0]) if rows else None
@@ -71,7 +71,7 @@ def read_state(client: Client, key: str) -> dict[str, Any] | None:
 def read_states(client: Client, keys: list[str]) -> dict[str, dict[str, Any]]:
     """The latest JSON value of each of ``keys`` that has one (one query)."""
     rows = client.query(
-        f"SELECT key, value FROM {ENGINE_STATE_TABLE} FINAL WHERE key IN {{keys:Array(String)}}",
+        f"SELECT key, value FROM {ENGINE_STATE_TABLE} WHERE key IN {{keys:Array(String)}}",
         parameters={"keys": keys},
     ).result_rows
     return {str(key): json.loads(value) for key, value in rows}
@@ -84,12 +84,14 @@ def write_state(client: Client, key: str, value: dict[str, Any], at: datetime) -
 
 def write_states(client: Client, entries: list[tuple[str, dict[str, Any], datetime]]) -> None:
     """Store several ``(key, value, at)`` in one insert (each insert costs milliseconds)."""
-    # The version, not the time written, decides which row FINAL keeps: a watermark moved back
-    # on purpose (a re-evaluation) must win over a later-stamped older one.
-    client.insert(
+    # A key-value table: the latest write of a key wins, whatever its stamps (a watermark moved
+    # back on purpose must win over a later-stamped older one). ``version`` orders the writes for
+    # whoever reads the table by hand.
+    insert_rows(
+        client,
         ENGINE_STATE_TABLE,
         [[key, json.dumps(value), next_seq(), at] for key, value, at in entries],
-        column_names=["key", "value", "version", "updated_at"],
+        ["key", "value", "version", "updated_at"],
     )
 
 

@@ -25,31 +25,33 @@ from fulfillwatch.incident_engine.model.transitions import IncidentHead
 from fulfillwatch.incident_engine.schema import (
     ARRIVALS_TABLE,
     DEADLINES_TABLE,
-    EPOCH_SQL,
+    EPOCH,
     EXPECTATIONS_TABLE,
     INCIDENT_ID_SQL,
-    NEVER_SQL,
+    NEVER,
 )
 
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
-def _aggregate_select(condition: str) -> str:
-    """One summary per expectation (over its ``fw_expectations`` rows) matching ``condition``."""
+def _aggregate_select(condition: str, *, incident_id: bool) -> str:
+    """One summary per expectation (over its ``fw_expectations`` rows) matching ``condition``:
+    the aggregates only, what they mean is read in Python (:func:`_expectation`). Each derived
+    column cost chDB time to plan: with the incident id (``incident_id``) and three derived
+    columns, a summary by key took 33 ms instead of 21 (docs/BENCHMARKS.md)."""
     return f"""
     SELECT
-        {INCIDENT_ID_SQL} AS incident_id,
+        {f"{INCIDENT_ID_SQL} AS incident_id," if incident_id else ""}
         project,
         stripe_event_id,
         effect,
         max(event_type) AS event_type,
-        if(max(receipt_service) != '', max(receipt_service), max(any_service)) AS service,
+        max(receipt_service) AS receipt_service,
+        max(any_service) AS any_service,
         min(first_at) AS first_at,
         min(receipt_at) AS receipt_at,
-        receipt_at < {NEVER_SQL} AS has_receipt,
         min(due_at) AS due_at,
         max(last_result) AS last_result,
-        tupleElement(last_result, 1) > {EPOCH_SQL} AS has_result,
         max(has_skipped) AS has_skipped
     FROM {EXPECTATIONS_TABLE}
     WHERE {condition}
@@ -58,7 +60,8 @@ def _aggregate_select(condition: str) -> str:
 
 
 _BY_KEYS = "(stripe_event_id, effect, project) IN {keys:Array(Tuple(String, String, String))}"
-_SUMMARIES_BY_KEYS = _aggregate_select(_BY_KEYS)
+#: For the engine, which knows each expectation's incident id from its window.
+_SUMMARIES_BY_KEYS = _aggregate_select(_BY_KEYS, incident_id=False)
 _HEADS_BY_IDS = heads_select("incident_id IN {ids:Array(String)}")
 
 
@@ -114,17 +117,25 @@ def _results_of(client: Client, summaries: list[dict[str, Any]]) -> dict[_Key, l
 
 
 def _expectation(
-    row: dict[str, Any], results: list[tuple[Any, ...]], new_since: datetime, new_until: datetime
+    row: dict[str, Any], incident_id: str, results: list[tuple[Any, ...]], new_since: datetime, new_until: datetime
 ) -> Expectation:
+    """An expectation from its summary (a row of :func:`_aggregate_select`): the stand-ins
+    ``NEVER`` and ``EPOCH`` that the aggregates skip mean "no receipt" and "no decisive result";
+    the receipt's service is the expectation's, else any signal's."""
+    has_receipt = row["receipt_at"] < NEVER
     return Expectation(
-        incident_id=row["incident_id"],
+        incident_id=incident_id,
         identity=ExpectationIdentity(
-            row["project"], row["stripe_event_id"], row["effect"], row["event_type"], row["service"]
+            row["project"],
+            row["stripe_event_id"],
+            row["effect"],
+            row["event_type"],
+            row["receipt_service"] or row["any_service"],
         ),
         first_at=row["first_at"],
-        receipt_at=row["receipt_at"] if row["has_receipt"] else None,
-        due_at=row["due_at"] if row["has_receipt"] else None,
-        last_result=_last_result(row["last_result"]) if row["has_result"] else None,
+        receipt_at=row["receipt_at"] if has_receipt else None,
+        due_at=row["due_at"] if has_receipt else None,
+        last_result=_last_result(row["last_result"]) if row["last_result"][0] > EPOCH else None,
         has_skipped=bool(row["has_skipped"]),
         new_results=_new_results(results, new_since, new_until),
     )
@@ -149,10 +160,11 @@ def evaluate(client: Client, window: Window, chosen: dict[_Key, str]) -> list[tu
         for row in client.query(_HEADS_BY_IDS, parameters={"ids": sorted(set(chosen.values()))}).named_results()
     }
     # Results are needed only to audit what happened to an existing incident.
-    results = _results_of(client, [row for row in summaries if row["incident_id"] in heads])
+    results = _results_of(client, [row for row in summaries if chosen[_key(row)] in heads])
     pairs: list[tuple[Expectation, IncidentHead | None]] = []
     for row in summaries:
-        expectation = _expectation(row, results.get(_key(row), []), window.since, window.until)
+        key = _key(row)
+        expectation = _expectation(row, chosen[key], results.get(key, []), window.since, window.until)
         head = heads.get(expectation.incident_id)
         if head is not None or assess(expectation, window.now, window.default_timeout).health is Health.FAILING:
             pairs.append((expectation, head))
@@ -172,10 +184,10 @@ def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectat
 def expectations_of_events(client: Client, stripe_event_ids: Sequence[str]) -> list[Expectation]:
     """Every expectation of the given Stripe events, in one read (no ``new_results``)."""
     result = client.query(
-        _aggregate_select("stripe_event_id IN {events:Array(String)}"),
+        _aggregate_select("stripe_event_id IN {events:Array(String)}", incident_id=True),
         parameters={"events": list(stripe_event_ids)},
     )
-    return [_expectation(row, [], _FAR_FUTURE, _FAR_FUTURE) for row in result.named_results()]
+    return [_expectation(row, row["incident_id"], [], _FAR_FUTURE, _FAR_FUTURE) for row in result.named_results()]
 
 
 def next_data(

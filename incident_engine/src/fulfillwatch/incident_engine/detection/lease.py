@@ -19,7 +19,8 @@ import time
 from datetime import datetime, timedelta
 
 from fulfillwatch.collector_processor.store import Store
-from fulfillwatch.incident_engine.detection.engine_state import EPOCH, Clock, read_state, store_now, write_state
+from fulfillwatch.incident_engine.detection.engine_state import Clock, read_state, store_now, write_state
+from fulfillwatch.incident_engine.schema import EPOCH
 
 _logger = logging.getLogger("fulfillwatch.lease")
 _KEY = "engine_lease"

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
+from fulfillwatch.collector_processor.store import insert_rows
 from fulfillwatch.incident_engine.schema import (
     ACTIVE_INCIDENTS_TABLE,
     ARRIVALS_TABLE,
@@ -263,4 +264,4 @@ def update_open_set(client: Client, window: Window, decisions: Decisions) -> Non
     if decisions.waiting is None:
         client.command(_ENTER_WAITING, parameters=_parameters(window))
     elif decisions.waiting:
-        client.insert(OPEN_EXPECTATIONS_TABLE, decisions.waiting, column_names=["incident_id", "due_at"])
+        insert_rows(client, OPEN_EXPECTATIONS_TABLE, decisions.waiting, ["incident_id", "due_at"])

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 
 from clickhouse_connect.driver.client import Client
 
+from fulfillwatch.collector_processor.store import insert_rows
 from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES, Transition, TransitionType
 from fulfillwatch.incident_engine.schema import ACTIVE_INCIDENTS_TABLE, LOG_REASON_CHARS
@@ -81,7 +82,7 @@ def _refresh_batch(client: Client, ids: list[str]) -> None:
     summaries = log_reads.summary_select(["incident_id IN {ids:Array(String)}"])
     rows = client.query(_active_rows(summaries), parameters={"ids": ids, "active": _ACTIVE}).result_rows
     if rows:
-        client.insert(ACTIVE_INCIDENTS_TABLE, rows, column_names=_COLUMNS)
+        insert_rows(client, ACTIVE_INCIDENTS_TABLE, rows, _COLUMNS)
     closed = sorted(set(ids) - {row[0] for row in rows})
     if closed:
         client.command(
@@ -112,7 +113,7 @@ def refresh_after_append(
         else:
             rows.append(row)
     if rows:
-        client.insert(ACTIVE_INCIDENTS_TABLE, rows, column_names=_COLUMNS)
+        insert_rows(client, ACTIVE_INCIDENTS_TABLE, rows, _COLUMNS)
     refresh(client, from_log)
 
 

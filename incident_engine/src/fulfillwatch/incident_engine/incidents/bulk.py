@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from fulfillwatch.collector_processor.store import Store
+from fulfillwatch.collector_processor.store import Store, insert_rows
 from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.errors import ActionError, Invalid
 from fulfillwatch.incident_engine.incidents.incident_log import next_seq
@@ -145,10 +145,11 @@ class BulkReprocessor:
         self._save(replace(job, updated_at=datetime.now(timezone.utc).isoformat()))
 
     def _save(self, job: BulkJob) -> None:
-        self._store.client("bulk").insert(
+        insert_rows(
+            self._store.client("bulk"),
             BULK_JOBS_TABLE,
             [[job.id, json.dumps(asdict(job)), next_seq(), datetime.now(timezone.utc)]],
-            column_names=["job_id", "document", "version", "updated_at"],
+            ["job_id", "document", "version", "updated_at"],
         )
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
-from fulfillwatch.collector_processor.store import Store
+from fulfillwatch.collector_processor.store import Store, insert_rows
 from fulfillwatch.incident_engine.incidents import active_incidents
 from fulfillwatch.incident_engine.model.transitions import Transition
 from fulfillwatch.incident_engine.schema import INCIDENT_LOG_TABLE, LOG_REASON_CHARS
@@ -125,7 +125,7 @@ def _append(client: Client, transitions: Sequence[Transition]) -> list[int]:
         ]
         for t, seq in zip(transitions, seqs, strict=True)
     ]
-    client.insert(INCIDENT_LOG_TABLE, rows, column_names=_COLUMNS)
+    insert_rows(client, INCIDENT_LOG_TABLE, rows, _COLUMNS)
     return seqs
 
 
