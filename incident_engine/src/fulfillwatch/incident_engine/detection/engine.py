@@ -10,8 +10,8 @@ Of those, only the ones that may need a transition are looked at closely: what a
 not routine (a failure, a skipped result, anything about an incident still active) and the
 deadlines of expectations still open (no success yet) — decided from the window's rows and two
 key-value tables of what is live (``fw_active_incidents``, ``fw_open_expectations``). For
-them it reads the summary of *all* their signals and their incident head in one query, asks
-:func:`~.status.assess` and :func:`~.transitions.plan` what to append, appends it, forgets
+them it reads the summary of *all* their signals and their incident heads (side by side, on two
+clients), asks :func:`~.status.assess` and :func:`~.transitions.plan` what to append, appends it, forgets
 the expectations the window settled, then advances the watermarks and writes a heartbeat. Its
 cost follows the window and what needs deciding, not the size of the history. A failure
 result wakes the engine at once (``wake()``), so ``result_failed`` incidents open within a
@@ -53,6 +53,8 @@ from fulfillwatch.incident_engine.model.transitions import Transition, plan
 from fulfillwatch.incident_engine.schema import EPOCH
 
 _logger = logging.getLogger("fulfillwatch.engine")
+#: The engine's second client: reads that can run beside those of its first (see :func:`.evaluate`).
+_BESIDE = "engine-beside"
 
 
 class Chore(Protocol):
@@ -154,7 +156,7 @@ class Engine:
         # Settled first: candidates are chosen by what fw_active_incidents says is active.
         followed = self._catch_up_active_incidents(client)
         decisions = decide(client, window)
-        pairs = evaluate(client, window, decisions.to_evaluate)
+        pairs = evaluate(client, window, decisions.to_evaluate, beside=self.store.client(_BESIDE))
         transitions: list[Transition] = []
         new_incidents: set[str] = set()  # no head was read: these transitions are their first rows
         for expectation, head in pairs:
@@ -254,6 +256,7 @@ class Engine:
             except (StoreUnavailable, ClickHouseError, OSError) as exc:
                 failures += 1
                 self.store.discard("engine")
+                self.store.discard(_BESIDE)
                 _logger.warning("engine tick failed (%s); retrying", exc)
             except Exception:  # a bug in one tick must not stop detection
                 failures += 1
