@@ -12,17 +12,20 @@ set holds N days of incidents at every size (by default all stay live: 150 k at 
 An evaluation is one ``Engine.tick()`` over a window of ``window`` seconds ending at the data's
 end: 5 s is the steady state (the default interval), 15 min the largest step the engine takes
 when working off a backlog. Every round evaluates a window of its own (the one before the
-previous), as the engine meets each window once. Each is measured on every store; the issue's
-targets: the steady-state tick ≤ 50 ms at 10 M, and a larger store / 10 M ≤ 1.2 for the same
-window (≤ 1.5 for the 15-minute step: cost follows the window, not the history). Then
+previous), as the engine meets each window once. Each is measured on every store, the stores
+taking turns tick by tick (a process each), so that a ratio between them does not carry the
+machine's drift; the ratios are reported of the medians and, round by round, as the median of
+the per-round ratios ("paired"). The issue's targets: the steady-state tick ≤ 50 ms at 10 M,
+and a larger store / 10 M ≤ 1.2 for the same window (≤ 1.5 for the 15-minute step: cost
+follows the window, not the history). Then
 ``fulfillwatch serve`` runs on the largest store for a while (engine ticking, API queried) and
 its peak RSS is read from /proc: target < 1.5 GiB.
 
     python benchmarks/bench_detection.py [--sizes 10000000,100000000] [--keep DIR]
 
 The default is the 10 M store alone (about 4 minutes to generate, 3 GiB). A 100 M store takes
-about 35 minutes and 30 GiB of disk to generate (``--keep DIR`` keeps it for later runs, which
-then measure it in place).
+about 27 minutes and 26 GiB of disk to generate (``--keep DIR`` keeps it for later runs, which
+then measure it in place; ``--live-days 7`` gives it the 10 M store's live set).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +132,7 @@ ARRAY JOIN steps AS step, arrayMap(
 """
 
 
-def generate(data_dir: str, expectations: int, results: Any, live_days: float = 0) -> None:
+def generate(data_dir: str, expectations: int, live_days: float, results: Any) -> None:
     """Fill a fresh store; report the time it took and the rows. History incidents opened more
     than ``live_days`` before the measured windows were ignored (0: all are still live)."""
     from fulfillwatch.collector_processor.migrations import apply_migrations
@@ -183,13 +187,15 @@ def generate(data_dir: str, expectations: int, results: Any, live_days: float = 
     )
 
 
-def measure_ticks(data_dir: str, rounds: int, results: Any) -> None:
-    """Median ``Engine.tick()`` time per window, each round on a window of its own.
+def tick_worker(data_dir: str, commands: Connection) -> None:
+    """One store's engine, ticking the windows it is sent (``(window_s, round)``; ``None`` ends).
 
     The store is first brought to the code's schema (as ``serve`` would at start; the time is
-    reported), with the engine's watermarks two hours before the end of the data. Windows end at
-    the data's last arrival + 1 s (the engine's clock is set there), so a store kept from an
-    earlier run is measured on the same traffic as right after it was generated."""
+    reported), with the engine's watermarks two hours before the end of the data, and left to
+    finish its merges. A window ends at the data's last arrival + 1 s minus ``round`` windows
+    (the engine's clock is set there), so a store kept from an earlier run is measured on the
+    same traffic as right after it was generated, and every round meets a window of its own,
+    as the engine meets each window once (a re-run would find the live set already settled)."""
     from fulfillwatch.collector_processor.migrations import apply_migrations
     from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS
     from fulfillwatch.collector_processor.store import Store, parse_dsn
@@ -206,44 +212,82 @@ def measure_ticks(data_dir: str, rounds: int, results: Any) -> None:
     started = time.perf_counter()
     migrations = apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS)
     migration_s = time.perf_counter() - started
-
     # Measure a settled store, not one still merging the parts the load just wrote.
     settle_deadline = time.monotonic() + 1800
     while client.query("SELECT count() FROM system.merges").result_rows[0][0] and time.monotonic() < settle_deadline:
         time.sleep(1)
+    parts = client.query(
+        "SELECT table, count() FROM system.parts WHERE active AND database = currentDatabase() GROUP BY table"
+    ).result_rows
+    commands.send({"migrations_applied": migrations, "migration_s": round(migration_s, 1), "parts": dict(parts)})
     engine = Engine(store, EngineSettings())
-    report: dict[str, Any] = {
-        "migrations_applied": migrations,
-        "migration_s": round(migration_s, 1),
-        "parts": dict(
-            client.query(
-                "SELECT table, count() FROM system.parts WHERE active AND database = currentDatabase() GROUP BY table"
-            ).result_rows
-        ),
-    }
-    for window in WINDOWS_S:
-        # Each round evaluates a window of its own, ending one window earlier than the last,
-        # as the engine meets each window once (a re-run would find the live set already
-        # settled by the first). Round 0 warms caches and is reported apart.
-        runs, attention, first = [], [], None
-        for round_number in range(rounds + 1):
-            until = end - timedelta(seconds=window * round_number)
-            engine.clock = lambda _client, moment=until: moment
-            save_watermarks(client, Watermarks(until - timedelta(seconds=window), until - timedelta(seconds=window)))
-            tick = engine.tick()
-            if round_number == 0:
-                first = tick
-            else:
-                runs.append(tick.duration_s)
-                attention.append(tick.expectations)
-        assert first is not None
-        report[f"{window}s"] = {
-            "tick_s_median": round(statistics.median(runs), 4),
-            "tick_s_first": round(first.duration_s, 4),
-            "expectations_needing_attention": round(statistics.median(attention), 1),
-            "transitions_first_run": first.transitions,
-        }
-    results.put(report)
+    while (command := commands.recv()) is not None:
+        window, round_number = command
+        until = end - timedelta(seconds=window * round_number)
+        engine.clock = lambda _client, moment=until: moment
+        save_watermarks(client, Watermarks(until - timedelta(seconds=window), until - timedelta(seconds=window)))
+        tick = engine.tick()
+        commands.send((tick.duration_s, tick.expectations, tick.transitions))
+
+
+def _answer(worker: Any, connection: Connection, timeout: float) -> Any:
+    """The worker's next message; fail loudly if it dies or stalls first."""
+    waited = 0.0
+    while not connection.poll(1):
+        waited += 1
+        if not worker.is_alive():
+            raise RuntimeError(f"a tick worker exited with {worker.exitcode}")
+        if waited > timeout:
+            worker.kill()
+            raise TimeoutError(f"a tick worker did not answer in {timeout} s")
+    return connection.recv()
+
+
+def measure_ticks(context: Any, data_dirs: dict[int, Path], rounds: int) -> dict[int, dict[str, Any]]:
+    """Median ``Engine.tick()`` time per window and store, the stores' ticks interleaved.
+
+    Each store has a process of its own (a chDB path belongs to one process); they tick in
+    turn, window by window and round by round, the order of the stores alternating between
+    rounds. So a store is measured in the same minutes as the others, and a ratio between
+    stores does not carry how the machine's speed drifted in between (measured one after the
+    other, a minute or two apart, one run's ratio moved by more than the targets' margins).
+    Round 0 warms caches and is reported apart; ``tick_s_paired`` are the per-round ticks, for
+    ratios taken round by round."""
+    workers: dict[int, tuple[Any, Connection]] = {}
+    reports: dict[int, dict[str, Any]] = {}
+    try:
+        for size, data_dir in data_dirs.items():
+            ours, theirs = context.Pipe()
+            worker = context.Process(target=tick_worker, args=(str(data_dir), theirs))
+            worker.start()
+            workers[size] = (worker, ours)
+        for size, (worker, connection) in workers.items():  # the first tick of a fresh store is slow
+            reports[size] = _answer(worker, connection, timeout=7200)
+        sizes = list(workers)
+        for window in WINDOWS_S:
+            ticks: dict[int, list[tuple[float, int, int]]] = {size: [] for size in sizes}
+            for round_number in range(rounds + 1):
+                for size in sizes if round_number % 2 == 0 else reversed(sizes):
+                    worker, connection = workers[size]
+                    connection.send((window, round_number))
+                    ticks[size].append(_answer(worker, connection, timeout=3600))
+            for size in sizes:
+                first, *measured = ticks[size]
+                reports[size][f"{window}s"] = {
+                    "tick_s_median": round(statistics.median(t[0] for t in measured), 4),
+                    "tick_s_first": round(first[0], 4),
+                    "tick_s_paired": [round(t[0], 4) for t in measured],
+                    "expectations_needing_attention": round(statistics.median(t[1] for t in measured), 1),
+                    "transitions_first_run": first[2],
+                }
+        for worker, connection in workers.values():
+            connection.send(None)
+            worker.join(timeout=600)
+    finally:
+        for worker, _connection in workers.values():
+            if worker.is_alive():
+                worker.kill()
+    return reports
 
 
 def serve_memory(data_dir: str, seconds: float) -> dict[str, Any]:
@@ -311,28 +355,39 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
     result: dict[str, Any] = {"cpu_count": os.cpu_count(), "events_per_day": round(EVENTS_PER_DAY), "stores": {}}
     try:
-        for size in sizes:
-            data_dir = workdir / f"store-{size}" / "data"
+        data_dirs = {size: workdir / f"store-{size}" / "data" for size in sizes}
+        for size, data_dir in data_dirs.items():
             if not data_dir.exists():
                 data_dir.parent.mkdir(parents=True, exist_ok=True)
                 store = in_process(context, generate, str(data_dir), size, args.live_days)
             else:
                 store = {"expectations": size, "reused": True}
-            store["ticks"] = in_process(context, measure_ticks, str(data_dir), args.rounds)
             result["stores"][str(size)] = store
-            print(json.dumps({str(size): store}, indent=2), flush=True)
+        for size, ticks in measure_ticks(context, data_dirs, args.rounds).items():
+            result["stores"][str(size)]["ticks"] = ticks
+            print(json.dumps({str(size): result["stores"][str(size)]}, indent=2), flush=True)
         smallest, largest = str(min(sizes)), str(max(sizes))
         steady = result["stores"][smallest]["ticks"]["5s"]["tick_s_median"]
         result["steady_tick_s"] = steady
         scaling: dict[str, float] = {}
         if smallest != largest:
+            small, large = result["stores"][smallest]["ticks"], result["stores"][largest]["ticks"]
+            windows = [f"{w}s" for w in WINDOWS_S]
             scaling = result[f"scaling_{largest}_vs_{smallest}"] = {
+                window: round(large[window]["tick_s_median"] / small[window]["tick_s_median"], 3) for window in windows
+            }
+            # The same, round by round (each pair of ticks measured within seconds of each other).
+            result[f"scaling_paired_{largest}_vs_{smallest}"] = {
                 window: round(
-                    result["stores"][largest]["ticks"][window]["tick_s_median"]
-                    / result["stores"][smallest]["ticks"][window]["tick_s_median"],
+                    statistics.median(
+                        big / little
+                        for big, little in zip(
+                            large[window]["tick_s_paired"], small[window]["tick_s_paired"], strict=True
+                        )
+                    ),
                     3,
                 )
-                for window in (f"{w}s" for w in WINDOWS_S)
+                for window in windows
             }
         if args.serve_seconds > 0:  # 0: ticks only
             result["serve_on_largest"] = serve_memory(str(workdir / f"store-{largest}" / "data"), args.serve_seconds)
