@@ -10,12 +10,12 @@ Of those, only the ones that may need a transition are looked at closely: what a
 not routine (a failure, a skipped result, anything about an incident still active) and the
 deadlines of expectations still open (no success yet) — decided from the window's rows and two
 key-value tables of what is live (``fw_active_incidents``, ``fw_open_expectations``). For
-them it reads the summary of *all* their signals and their incident heads (side by side, on two
-clients), asks :func:`~.status.assess` and :func:`~.transitions.plan` what to append, appends it, forgets
-the expectations the window settled, then advances the watermarks and writes a heartbeat. Its
-cost follows the window and what needs deciding, not the size of the history. A failure
-result wakes the engine at once (``wake()``), so ``result_failed`` incidents open within a
-second of the span arriving.
+them it reads the summary of *all* their signals and their incident heads (side by side, on
+two clients), asks :func:`~.status.assess` and :func:`~.transitions.plan` what to append,
+appends it, forgets the expectations the window settled, then advances the watermarks and
+writes a heartbeat. Its cost follows the window and what needs deciding, not the size of the
+history. A failure result wakes the engine at once (``wake()``), so ``result_failed``
+incidents open within a second of the span arriving.
 """
 
 from __future__ import annotations
