@@ -1,8 +1,9 @@
 """Whether this process can do its job now: what ``/readyz`` answers.
 
-* **store writable** — a small write every ``probe_interval_s`` (a read succeeds on a full
-  disk; a write does not). Probing on a timer, not per request, keeps a flood of probes from
-  becoming a flood of inserts;
+* **store writable** — a small insert every ``probe_interval_s`` into ``fw_write_probes``, a
+  MergeTree table, so that it writes a part as the data's inserts do (a read succeeds on a full
+  disk, and so does a write to a key-value table: RocksDB's write-ahead log). Probing on a
+  timer, not per request, keeps a flood of probes from becoming a flood of inserts;
 * **engine fresh** — where the engine runs, its last completed tick is recent;
 * **not throttling** — where ingest runs, no upload was refused for lack of budget lately.
 """
@@ -18,10 +19,11 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from fulfillwatch.collector_processor.ingest_gate import ByteBudget
-from fulfillwatch.collector_processor.store import Store
-from fulfillwatch.incident_engine.detection.engine_state import write_state
+from fulfillwatch.collector_processor.store import Store, insert_rows
+from fulfillwatch.incident_engine.schema import WRITE_PROBES_TABLE
 
 _logger = logging.getLogger("fulfillwatch.readiness")
+_COLUMNS = ["process", "at"]
 
 
 class Readiness:
@@ -45,12 +47,14 @@ class Readiness:
         self._clock = clock
         self._last_write_ok: float | None = None
         self._last_error = ""
-        self._key = f"probe:{os.getpid()}"
+        self._key = f"{os.uname().nodename}:{os.getpid()}"
 
     def probe(self) -> None:
         """Write the probe row now (blocking; the loop runs it in a thread)."""
         try:
-            write_state(self._store.client("readiness"), self._key, {"at": time.time()}, datetime.now(timezone.utc))
+            insert_rows(
+                self._store.client("readiness"), WRITE_PROBES_TABLE, [[self._key, datetime.now(timezone.utc)]], _COLUMNS
+            )
         except Exception as exc:  # noqa: BLE001 - any failure means "not writable"
             self._store.discard("readiness")
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -19,6 +19,8 @@
   a tick consults instead of the history.
 * ``fw_engine_state`` — watermarks, heartbeat, lease and followers' positions, one JSON value
   per key (``EmbeddedRocksDB``: the latest write of a key wins);
+* ``fw_write_probes`` — readiness's write probes (a part per probe, one row per process after
+  merges);
   ``fw_bulk_jobs`` — bulk reprocess progress.
 * Three tables fed by materialized views on ``fw_signals``, so that one evaluation costs what
   the window holds, not what the history holds:
@@ -51,6 +53,8 @@ _logger = logging.getLogger("fulfillwatch.store")
 
 INCIDENT_LOG_TABLE = "fw_incident_log"
 ENGINE_STATE_TABLE = "fw_engine_state"
+#: Readiness's write probes: a part written per probe, as the data's inserts write them.
+WRITE_PROBES_TABLE = "fw_write_probes"
 ARRIVALS_TABLE = "fw_arrivals"
 DEADLINES_TABLE = "fw_deadlines"
 EXPECTATIONS_TABLE = "fw_expectations"
@@ -509,6 +513,24 @@ def _engine_state_to_key_value(client: Client) -> None:
 
 
 ENGINE_MIGRATIONS += (Migration("engine/0012_engine_state_key_value", (_engine_state_to_key_value,)),)
+ENGINE_MIGRATIONS += (
+    Migration(
+        # Readiness probed the store by writing to fw_engine_state, a new part each time: on a
+        # full disk it failed, as the data's inserts do. A key-value write goes to RocksDB's
+        # write-ahead log and still succeeded there, so the probe writes a part of its own.
+        "engine/0013_write_probes",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {WRITE_PROBES_TABLE} (
+                process String,
+                at DateTime64(3, 'UTC')
+            )
+            ENGINE = ReplacingMergeTree(at)
+            ORDER BY process
+            """,
+        ),
+    ),
+)
 
 ENGINE_RETENTION = (
     RetentionRule(INCIDENT_LOG_TABLE, "at"),
