@@ -21,9 +21,9 @@ more than a few thousand rows — stays in the store: the rows are folded there 
 key-value tables by key (``join_algorithm = 'direct'``), only the expectations that may need
 something come back to the same rules, and the waiting ones enter with an ``INSERT … SELECT``,
 so a hundred thousand receipts cost three statements (and the lookups of the first 5,001 rows
-in the statement that found the burst) and a few MiB. (Shipping every touched row to Python and looking its key up from
-there took 4 s and ~100 MiB per 100,000 rows, and set the peak memory of ``serve`` under big
-batches.)
+in the statement that found the burst) and a few MiB. (Shipping every touched row to Python
+and looking its key up from there took 4 s and ~100 MiB per 100,000 rows, and set the peak
+memory of ``serve`` under big batches.)
 """
 
 from __future__ import annotations
