@@ -195,7 +195,7 @@ def tick_run(data_dir: str, url: str, rounds: int, results: Any) -> None:
     tick, the worst case (in production every 60 s and 15 s)."""
     from fulfillwatch.incident_engine.detection.declared import DeclaredCheck
     from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
-    from fulfillwatch.incident_engine.detection.engine_state import Watermarks, save_watermarks
+    from fulfillwatch.incident_engine.detection.engine_state import Watermarks
     from fulfillwatch.incident_engine.incidents.incident_log import Journal
     from fulfillwatch.incident_engine.server import prepare_store
     from fulfillwatch.incident_engine.sources.stripe_events import Reconciler
@@ -215,7 +215,7 @@ def tick_run(data_dir: str, url: str, rounds: int, results: Any) -> None:
         for number in range(rounds):
             until = end - timedelta(seconds=5 * (offset + number))
             engine.clock = lambda _client, moment=until: moment
-            save_watermarks(client, Watermarks(until - timedelta(seconds=5), until - timedelta(seconds=5)))
+            engine.move_watermarks(Watermarks(until - timedelta(seconds=5), until - timedelta(seconds=5)))
             ticks.append(engine.tick().duration_s)
             if chores:
                 started = time.perf_counter()

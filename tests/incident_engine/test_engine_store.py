@@ -107,6 +107,19 @@ def test_watermarks_can_be_moved_back(store: Store) -> None:
     assert load_watermarks(client).ingested == now - timedelta(hours=1)
 
 
+def test_an_engine_whose_watermarks_are_moved_back_evaluates_that_stretch_again(store: Store) -> None:
+    engine = Engine(store, EngineSettings(ingest_overlap_s=0))  # a window starts where the last ended
+    now = _now(store)
+    client = store.client("test")
+    insert_signals(client, [receipt_signal("evt_back", now, now + TIMEOUT), result_signal("evt_back", now, "failure")])
+    assert engine.tick().transitions == 1
+    assert engine.tick().expectations == 0  # nothing new: the incident is not looked at again
+    engine.move_watermarks(Watermarks(now - timedelta(minutes=1), now - timedelta(minutes=1)))
+    again = engine.tick()
+    assert (again.expectations, again.transitions) == (1, 0)  # evaluated again; nothing new to record
+    assert load_watermarks(client).ingested >= now
+
+
 def test_the_migration_backfills_signals_stored_before_it(chdb_dir: str) -> None:
     location = parse_dsn(f"chdb://{chdb_dir}?database=t_backfill")
     early = Store(location)
@@ -148,3 +161,17 @@ def test_the_engine_state_moves_to_a_key_value_table_with_each_keys_latest_value
     save_watermarks(client, Watermarks(now, now))
     assert load_watermarks(client).ingested == now
     client.command("DROP DATABASE t_state_kv")
+
+
+def test_readiness_probes_of_earlier_releases_leave_the_engine_state(chdb_dir: str) -> None:
+    location = parse_dsn(f"chdb://{chdb_dir}?database=t_old_probes")
+    client = Store(location).client("test")
+    before = [m for m in ENGINE_MIGRATIONS if m.id != "engine/0014_forget_old_probes"]
+    apply_migrations(client, SIGNAL_MIGRATIONS + tuple(before))
+    now = _now(Store(location))
+    write_state(client, "probe:4242", {"at": 1.0}, now)  # as readiness wrote before engine/0013
+    write_state(client, "engine_lease", {"holder": "engine-a"}, now)
+    assert apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS) == ["engine/0014_forget_old_probes"]
+    assert read_state(client, "probe:4242") is None
+    assert read_state(client, "engine_lease") == {"holder": "engine-a"}
+    client.command("DROP DATABASE t_old_probes")

@@ -530,6 +530,12 @@ ENGINE_MIGRATIONS += (
             """,
         ),
     ),
+    Migration(
+        # Before engine/0013, every process that ever ran left its readiness probe in
+        # fw_engine_state under ``probe:<pid>``; nothing reads them now.
+        "engine/0014_forget_old_probes",
+        (f"DELETE FROM {ENGINE_STATE_TABLE} WHERE startsWith(key, 'probe:')",),
+    ),
 )
 
 ENGINE_RETENTION = (

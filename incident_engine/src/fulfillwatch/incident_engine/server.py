@@ -48,6 +48,7 @@ from fulfillwatch.incident_engine.delivery.attempts import Sleep
 from fulfillwatch.incident_engine.delivery.reprocess import Dispatcher
 from fulfillwatch.incident_engine.detection.declared import DeclaredCheck
 from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
+from fulfillwatch.incident_engine.detection.engine_state import machine_now, store_now
 from fulfillwatch.incident_engine.detection.lease import EngineLease
 from fulfillwatch.incident_engine.detection.silence import SilenceCheck, watches
 from fulfillwatch.incident_engine.incidents.bulk import BulkReprocessor
@@ -139,6 +140,7 @@ def build_service(
         ),
         journal=journal,
         importers=importers,
+        clock=machine_now if store.location.embedded else store_now,
     )
     if not store.location.embedded:
         # On a server another engine may run (a replica, an overlapping deploy); on chDB the

@@ -12,10 +12,10 @@ deadlines of expectations still open (no success yet) — decided from the windo
 key-value tables of what is live (``fw_active_incidents``, ``fw_open_expectations``). For
 them it reads the summary of *all* their signals and their incident heads (side by side, on
 two clients), asks :func:`~.status.assess` and :func:`~.transitions.plan` what to append,
-appends it, forgets the expectations the window settled, then advances the watermarks and
-writes a heartbeat. Its cost follows the window and what needs deciding, not the size of the
-history. A failure result wakes the engine at once (``wake()``), so ``result_failed``
-incidents open within a second of the span arriving.
+appends it, forgets the expectations the window settled, then advances the watermarks (kept
+in memory too: the leader is their only writer) and writes a heartbeat. Its cost follows the
+window and what needs deciding, not the size of the history. A failure result wakes the engine
+at once (``wake()``), so ``result_failed`` incidents open within a second of the span arriving.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -41,9 +42,10 @@ from fulfillwatch.incident_engine.detection.engine_state import (
     load_active_incidents_position,
     load_watermarks,
     save_tick,
+    save_watermarks,
     store_now,
 )
-from fulfillwatch.incident_engine.detection.expectations import evaluate, next_data
+from fulfillwatch.incident_engine.detection.expectations import Beside, evaluate, next_data
 from fulfillwatch.incident_engine.detection.lease import EngineLease
 from fulfillwatch.incident_engine.detection.window import Window, decide, update_open_set
 from fulfillwatch.incident_engine.incidents import active_incidents
@@ -129,6 +131,11 @@ class Engine:
         #: ``time.monotonic()`` when the last tick completed (readiness: is the engine fresh?).
         self.last_completed: float | None = None
         self._active_follower: active_incidents.FeedFollower | None = None
+        #: The watermarks this engine stored last: no other engine writes them while this one
+        #: holds the lease, so a tick needs not read them back (forgotten whenever it is not the
+        #: leader, or a tick fails; a copy older than the store's only repeats a window).
+        self._marks: Watermarks | None = None
+        self._beside_reads: ThreadPoolExecutor | None = None
 
     def is_leader(self) -> bool:
         """Whether this engine does the single-process work now: always without a lease (one
@@ -141,7 +148,8 @@ class Engine:
         self._import()
         client = self.store.client("engine")
         now = self.clock(client)
-        marks = self._skip_empty_stretches(client, load_watermarks(client), now)
+        stored = self._marks if self._marks is not None else load_watermarks(client)
+        marks = self._skip_empty_stretches(client, stored, now)
         overlap = timedelta(seconds=self.settings.ingest_overlap_s)
         step = timedelta(seconds=self.settings.max_window_s)
         default_timeout = timedelta(seconds=self.settings.default_timeout_s)
@@ -156,7 +164,7 @@ class Engine:
         # Settled first: candidates are chosen by what fw_active_incidents says is active.
         followed = self._catch_up_active_incidents(client)
         decisions = decide(client, window)
-        pairs = evaluate(client, window, decisions.to_evaluate, beside=self.store.client(_BESIDE))
+        pairs = evaluate(client, window, decisions.to_evaluate, beside=self._beside())
         transitions: list[Transition] = []
         new_incidents: set[str] = set()  # no head was read: these transitions are their first rows
         for expectation, head in pairs:
@@ -167,9 +175,10 @@ class Engine:
         self.journal.append(transitions, purpose="engine", new_incidents=new_incidents)
         update_open_set(client, window, decisions)
         duration = time.perf_counter() - started
+        evaluated = Watermarks(ingested=window.until, due=window.due_until)
         save_tick(
             client,
-            Watermarks(ingested=window.until, due=window.due_until),
+            evaluated,
             active_incidents_position=followed,
             beat=Heartbeat(
                 engine_id=self.engine_id,
@@ -180,6 +189,7 @@ class Engine:
                 lag_s=round(duration, 3),
             ),
         )
+        self._marks = evaluated
         caught_up = window.until >= now and window.due_until >= now
         report = TickReport(now, len(pairs), len(transitions), duration, caught_up)
         self.last_report = report
@@ -189,6 +199,19 @@ class Engine:
                 "tick: %d expectations, %d transitions in %.0f ms", len(pairs), len(transitions), duration * 1000
             )
         return report
+
+    def move_watermarks(self, marks: Watermarks) -> None:
+        """Store new watermarks (back to evaluate a stretch again, or ahead to skip one); the
+        next tick starts there. Watermarks written to the store by anyone else are read only
+        when this engine starts or becomes the leader again."""
+        save_watermarks(self.store.client("engine"), marks)
+        self._marks = marks
+
+    def _beside(self) -> Beside:
+        """The engine's second client and the thread that reads on it."""
+        if self._beside_reads is None:
+            self._beside_reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fw-engine-beside")
+        return Beside(self.store.client(_BESIDE), self._beside_reads)
 
     def _catch_up_active_incidents(self, client: Client) -> int | None:
         """Settle ``fw_active_incidents`` for what other writers changed (see
@@ -251,15 +274,18 @@ class Engine:
                         if await asyncio.to_thread(chore.run_due):
                             caught_up = False
                 else:
+                    self._marks = None  # the leader moves them now
                     self.last_completed = time.monotonic()  # a live standby is as fresh as the holder
                 failures = 0
             except (StoreUnavailable, ClickHouseError, OSError) as exc:
                 failures += 1
+                self._marks = None
                 self.store.discard("engine")
                 self.store.discard(_BESIDE)
                 _logger.warning("engine tick failed (%s); retrying", exc)
             except Exception:  # a bug in one tick must not stop detection
                 failures += 1
+                self._marks = None
                 _logger.exception("engine tick crashed; retrying")
             delay = self.settings.interval_s * min(2**failures, 12) if failures else self.settings.interval_s
             if not caught_up:
@@ -268,6 +294,9 @@ class Engine:
         if self.lease is not None:
             with contextlib.suppress(StoreUnavailable, ClickHouseError, OSError):
                 await asyncio.to_thread(self.lease.release)
+        if self._beside_reads is not None:
+            self._beside_reads.shutdown(wait=False)
+            self._beside_reads = None
 
 
 async def _sleep_until(stop: asyncio.Event, wakeup: asyncio.Event, delay: float, min_gap: float) -> None:

@@ -29,6 +29,12 @@ def store_now(client: Client) -> datetime:
     return now
 
 
+def machine_now(_client: Client) -> datetime:
+    """This machine's current time: the store's own when it is embedded (chDB runs in this
+    process and stamps ``ingested_at`` from the same clock), without a statement per tick."""
+    return datetime.now(timezone.utc)
+
+
 _WATERMARKS = "watermarks"
 #: The Stripe reconciler's status (``sources/stripe_events``), read by health and the silence watch.
 STRIPE_STATUS_KEY = "stripe_status"

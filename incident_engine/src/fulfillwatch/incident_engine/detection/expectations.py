@@ -11,7 +11,8 @@ evaluation reads is :mod:`.window`'s choice; their summaries and their incidents
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -155,15 +156,23 @@ def _heads(client: Client, chosen: dict[_Key, str]) -> dict[str, IncidentHead]:
     }
 
 
+@dataclass(frozen=True)
+class Beside:
+    """A second client of the same store and the thread that runs its reads, so that an
+    evaluation reads heads there while it reads summaries on its own client."""
+
+    client: Client
+    executor: Executor
+
+
 def evaluate(
-    client: Client, window: Window, chosen: dict[_Key, str], *, beside: Client | None = None
+    client: Client, window: Window, chosen: dict[_Key, str], *, beside: Beside | None = None
 ) -> list[tuple[Expectation, IncidentHead | None]]:
     """The chosen expectations (key → incident id, see :mod:`.window`) that may need a
     transition, with their incident heads: those with an incident, and those without one whose
     verdict is failing (nothing else can lead to a transition, see :func:`~.transitions.plan`).
 
-    ``beside``: a second client of the same store, on which the heads are read while the
-    summaries are read on ``client``."""
+    ``beside``: where the heads are read while the summaries are read on ``client``."""
     if not chosen:
         return []
     # Two plain point reads, joined here: as one statement with the join and the verdict's
@@ -173,9 +182,8 @@ def evaluate(
     if beside is None:
         summaries, heads = _summaries(client, chosen), _heads(client, chosen)
     else:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fw-heads") as pool:
-            reading_heads = pool.submit(_heads, beside, chosen)
-            summaries, heads = _summaries(client, chosen), reading_heads.result()
+        reading_heads = beside.executor.submit(_heads, beside.client, chosen)
+        summaries, heads = _summaries(client, chosen), reading_heads.result()
     # Results are needed only to audit what happened to an existing incident.
     results = _results_of(client, [row for row in summaries if chosen[_key(row)] in heads])
     pairs: list[tuple[Expectation, IncidentHead | None]] = []
