@@ -45,9 +45,9 @@ from fulfillwatch.incident_engine.detection.engine_state import (
     save_watermarks,
     store_now,
 )
-from fulfillwatch.incident_engine.detection.expectations import Beside, evaluate, next_data
+from fulfillwatch.incident_engine.detection.expectations import evaluate, next_data
 from fulfillwatch.incident_engine.detection.lease import EngineLease
-from fulfillwatch.incident_engine.detection.window import Window, decide, update_open_set
+from fulfillwatch.incident_engine.detection.window import Beside, Window, decide, update_open_set
 from fulfillwatch.incident_engine.incidents import active_incidents
 from fulfillwatch.incident_engine.incidents.incident_log import Journal, follow_settled
 from fulfillwatch.incident_engine.model.status import assess
@@ -163,8 +163,9 @@ class Engine:
         )
         # Settled first: candidates are chosen by what fw_active_incidents says is active.
         followed = self._catch_up_active_incidents(client)
-        decisions = decide(client, window)
-        pairs = evaluate(client, window, decisions.to_evaluate, beside=self._beside())
+        beside = self._beside()
+        decisions = decide(client, window, beside)
+        pairs = evaluate(client, window, decisions.to_evaluate, beside=beside)
         transitions: list[Transition] = []
         new_incidents: set[str] = set()  # no head was read: these transitions are their first rows
         for expectation, head in pairs:

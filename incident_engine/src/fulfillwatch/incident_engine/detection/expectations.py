@@ -11,8 +11,6 @@ evaluation reads is :mod:`.window`'s choice; their summaries and their incidents
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Executor
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -20,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-from fulfillwatch.incident_engine.detection.window import Window, decide
+from fulfillwatch.incident_engine.detection.window import Beside, Window, decide
 from fulfillwatch.incident_engine.incidents.log_reads import head_from_row, heads_select
 from fulfillwatch.incident_engine.model.status import Expectation, Health, ResultInfo, assess
 from fulfillwatch.incident_engine.model.transitions import IncidentHead
@@ -154,15 +152,6 @@ def _heads(client: Client, chosen: dict[_Key, str]) -> dict[str, IncidentHead]:
         row["incident_id"]: head_from_row(row)
         for row in client.query(_HEADS_BY_IDS, parameters={"ids": ids}).named_results()
     }
-
-
-@dataclass(frozen=True)
-class Beside:
-    """A second client of the same store and the thread that runs its reads, so that an
-    evaluation reads heads there while it reads summaries on its own client."""
-
-    client: Client
-    executor: Executor
 
 
 def evaluate(
