@@ -193,10 +193,10 @@ def tick_worker(data_dir: str, commands: Connection) -> None:
     The store is first brought to the code's schema (as ``serve`` would at start; the time is
     reported), with the engine's watermarks two hours before the end of the data, and left to
     finish its merges; caches are warmed by a read-only evaluation of an earlier window (below).
-    A window ends at the data's last arrival + 1 s minus ``round`` windows
-    (the engine's clock is set there), so a store kept from an earlier run is measured on the
-    same traffic as right after it was generated, and every round meets a window of its own,
-    as the engine meets each window once (a re-run would find the live set already settled)."""
+    A window ends at the data's last arrival + 1 s minus ``round`` windows (the engine's clock is
+    set there), so a store kept from an earlier run is measured on the same traffic as right
+    after it was generated, and every round meets a window of its own, as the engine meets each
+    window once (a re-run would find the live set already settled)."""
     from fulfillwatch.collector_processor.migrations import apply_migrations
     from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS
     from fulfillwatch.collector_processor.store import Store, parse_dsn

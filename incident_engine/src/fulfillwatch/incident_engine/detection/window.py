@@ -22,9 +22,9 @@ more than a few thousand rows — stays in the store: the rows are folded there 
 key-value tables by key (``join_algorithm = 'direct'``), only the expectations that may need
 something come back to the same rules, and the waiting ones enter with an ``INSERT … SELECT``,
 so a hundred thousand receipts cost four statements (and the lookups of the first 5,001
-arrivals and deadlines in the two that found the burst) and a few MiB. (Shipping every touched row to Python
-and looking its key up from there took 4 s and ~100 MiB per 100,000 rows, and set the peak
-memory of ``serve`` under big batches.)
+arrivals and deadlines in the two that found the burst) and a few MiB. (Shipping every touched
+row to Python and looking its key up from there took 4 s and ~100 MiB per 100,000 rows, and set
+the peak memory of ``serve`` under big batches.)
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ _DT = "DateTime64(6, 'UTC')"
 #: or skipped result, waiting for a result — until a receipt's deadline, or ``default_timeout``
 #: after a skipped result was seen (``r_due`` holds the deadline or that time, as the open set
 #: stores it); ``r_decided``: waiting, but the window has reached its deadline already;
-#: ``r_succeeded``) or a deadline in the deadline range.
+#: ``r_succeeded``) or a deadline in the deadline range (:data:`_DEADLINE_ROWS`, the same columns).
 _ARRIVAL_ROWS = f"""
     SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect,
            0 AS r_deadline,
