@@ -18,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-from fulfillwatch.incident_engine.detection.window import Beside, Window, decide
+from fulfillwatch.incident_engine.detection.window import Beside, Window, decide, side_by_side
 from fulfillwatch.incident_engine.incidents.log_reads import head_from_row, heads_select
 from fulfillwatch.incident_engine.model.status import Expectation, Health, ResultInfo, assess
 from fulfillwatch.incident_engine.model.transitions import IncidentHead
@@ -168,11 +168,7 @@ def evaluate(
     # filter in SQL, chDB took ~25 ms to plan what the two do in ~15 (docs/BENCHMARKS.md). chDB
     # plans and runs the statements of two clients at once: side by side, an evaluation took
     # 60-65 ms instead of 72-76 on the 10 M benchmark store.
-    if beside is None:
-        summaries, heads = _summaries(client, chosen), _heads(client, chosen)
-    else:
-        reading_heads = beside.executor.submit(_heads, beside.client, chosen)
-        summaries, heads = _summaries(client, chosen), reading_heads.result()
+    summaries, heads = side_by_side(client, beside, lambda on: _summaries(on, chosen), lambda on: _heads(on, chosen))
     # Results are needed only to audit what happened to an existing incident.
     results = _results_of(client, [row for row in summaries if chosen[_key(row)] in heads])
     pairs: list[tuple[Expectation, IncidentHead | None]] = []

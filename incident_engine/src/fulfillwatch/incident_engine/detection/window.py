@@ -29,11 +29,11 @@ the peak memory of ``serve`` under big batches.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from clickhouse_connect.driver.client import Client
 
@@ -47,6 +47,8 @@ from fulfillwatch.incident_engine.schema import (
 )
 
 _Key = tuple[str, str, str]  # (project, stripe event id, stored effect)
+_Here = TypeVar("_Here")
+_There = TypeVar("_There")
 #: Keys per delete: a literal list of tens of thousands made one statement take a minute
 #: (measured at 30,000 with a key-value read).
 _BATCH = 2_000
@@ -172,6 +174,17 @@ class Beside:
     executor: Executor
 
 
+def side_by_side(
+    client: Client, beside: Beside | None, here: Callable[[Client], _Here], there: Callable[[Client], _There]
+) -> tuple[_Here, _There]:
+    """``here(client)`` and ``there(beside.client)`` at once; without ``beside``, both on
+    ``client``, one after the other."""
+    if beside is None:
+        return here(client), there(client)
+    pending = beside.executor.submit(there, beside.client)
+    return here(client), pending.result()
+
+
 @dataclass(slots=True)  # a burst can bring back 100,000 of them
 class _Seen:
     """What a window shows of one expectation (the columns of :data:`_PER_EXPECTATION`)."""
@@ -233,10 +246,10 @@ def _window_rows(client: Client, parameters: dict[str, object], beside: Beside |
     def rows(on: Client, statement: str) -> list[Sequence[Any]]:
         return list(on.query(statement, parameters=limited).result_rows)
 
-    if beside is None:
-        return [*rows(client, _ARRIVALS_LIVE), *rows(client, _DEADLINES_LIVE)]
-    deadlines = beside.executor.submit(rows, beside.client, _DEADLINES_LIVE)
-    return [*rows(client, _ARRIVALS_LIVE), *deadlines.result()]
+    arrivals, deadlines = side_by_side(
+        client, beside, lambda on: rows(on, _ARRIVALS_LIVE), lambda on: rows(on, _DEADLINES_LIVE)
+    )
+    return [*arrivals, *deadlines]
 
 
 def decide(client: Client, window: Window, beside: Beside | None = None) -> Decisions:
