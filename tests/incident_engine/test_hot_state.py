@@ -9,7 +9,9 @@ the incidents are exactly those the full history calls for.
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,11 +30,12 @@ from fulfillwatch.incident_engine.detection import window
 from fulfillwatch.incident_engine.detection.engine import Engine, EngineSettings
 from fulfillwatch.incident_engine.detection.engine_state import Watermarks, save_watermarks, store_now
 from fulfillwatch.incident_engine.detection.expectations import expectations_of_event, expectations_of_events
-from fulfillwatch.incident_engine.incidents import log_reads
+from fulfillwatch.incident_engine.incidents import active_incidents, log_reads
+from fulfillwatch.incident_engine.incidents.incident_log import Journal
 from fulfillwatch.incident_engine.incidents.signal_reads import signals_of
 from fulfillwatch.incident_engine.model.status import Health, assess
-from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES
-from fulfillwatch.incident_engine.schema import ACTIVE_INCIDENTS_TABLE, OPEN_EXPECTATIONS_TABLE
+from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES, State, Transition, TransitionType
+from fulfillwatch.incident_engine.schema import ACTIVE_INCIDENTS_TABLE, ENGINE_STATE_TABLE, OPEN_EXPECTATIONS_TABLE
 from support.signals import receipt_signal, result_signal
 
 TIMEOUT = timedelta(minutes=30)
@@ -208,3 +211,75 @@ def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(
     assert _ids(store, OPEN_EXPECTATIONS_TABLE) == set()  # every deadline evaluated: nothing open
     live = {i.id for i in log_reads.list_incidents(client, log_reads.IncidentFilter(states=("open",)), 500, 0).items}
     assert live == _ids(store, ACTIVE_INCIDENTS_TABLE)
+
+
+@contextlib.contextmanager
+def _renamed_away(client: Any, table: str) -> Iterator[None]:
+    """``table`` is missing inside (the store refuses what writes it)."""
+    client.command(f"RENAME TABLE {table} TO {table}_away")
+    try:
+        yield
+    finally:
+        client.command(f"RENAME TABLE {table}_away TO {table}")
+
+
+def test_the_engine_s_copy_of_the_active_ids_follows_every_write_and_is_read_again_after_a_failed_one(
+    store: Store,
+) -> None:
+    client = store.client("test")
+    engine, clock = _engine(store)
+    opened = _received(store, engine, clock, "evt_copy_open")
+    clock.offset = TIMEOUT + timedelta(seconds=10)
+    assert engine.tick().transitions == 1  # result_missing: active
+    copy = active_incidents.active_ids(client).ids(client)
+    assert opened in copy and set(copy) == _ids(store, ACTIVE_INCIDENTS_TABLE)
+
+    # A person ignores it (another writer of this process): the same copy, without a read, follows.
+    [summary] = log_reads.list_incidents(client, log_reads.IncidentFilter(incident_ids=(opened,)), 1, 0).items
+    ignore = Transition(
+        opened,
+        summary.identity,
+        TransitionType.IGNORED,
+        State.IGNORED,
+        "",
+        "bob",
+        "test order",
+        "ignore:1",
+        clock(client),
+    )
+    Journal(store).append([ignore], purpose="api")
+    assert opened not in copy and _ids(store, ACTIVE_INCIDENTS_TABLE) == set()
+
+    # A write the store refused may still have been applied elsewhere: the copy is read again.
+    with _renamed_away(client, ACTIVE_INCIDENTS_TABLE), pytest.raises(Exception, match="fw_active_incidents"):
+        active_incidents.refresh(client, [opened])
+    client.command(f"INSERT INTO {ACTIVE_INCIDENTS_TABLE} (incident_id, state) VALUES ('inc_by_hand', 'open')")
+    assert active_incidents.active_ids(client).ids(client) == {"inc_by_hand"}
+
+
+def test_a_tick_stopped_between_its_writes_leaves_nothing_undecided_after_a_restart(store: Store) -> None:
+    client = store.client("test")
+    engine, clock = _engine(store)
+    fulfilled = _received(store, engine, clock, "evt_cut_ok")
+    now = store_now(client)
+    # One window: a success settles the first, a receipt opens the second; the engine's tick is
+    # cut off when it stores its watermarks (after its transitions and the open set's entry).
+    _deliver(
+        client,
+        [
+            result_signal("evt_cut_ok", now + timedelta(seconds=1), "success"),
+            receipt_signal("evt_cut_new", now, now + TIMEOUT),
+        ],
+        clock,
+    )
+    with _renamed_away(client, ENGINE_STATE_TABLE), pytest.raises(Exception, match="fw_engine_state"):
+        engine.tick()
+    waiting = _incident_id(store, "evt_cut_new")
+    assert waiting in _ids(store, OPEN_EXPECTATIONS_TABLE)  # entered before the watermarks moved
+
+    restarted = Engine(store, EngineSettings(), clock=clock)  # as after SIGKILL: nothing in memory
+    restarted.tick()  # the same window again, from the stored watermarks
+    assert _ids(store, OPEN_EXPECTATIONS_TABLE) == {waiting} and fulfilled not in _ids(store, OPEN_EXPECTATIONS_TABLE)
+    clock.offset = TIMEOUT + timedelta(minutes=1)
+    assert restarted.tick().transitions == 1  # the second's deadline is decided: result_missing
+    assert _ids(store, OPEN_EXPECTATIONS_TABLE) == set()

@@ -8,12 +8,13 @@ Each tick looks only at what can have changed since the previous one (deadlines 
 
 Of those, only the ones that may need a transition are looked at closely: what arrived that is
 not routine (a failure, a skipped result, anything about an incident still active) and the
-deadlines of expectations still open (no success yet) — decided from the window's rows and two
-key-value tables of what is live (``fw_active_incidents``, ``fw_open_expectations``). For
-them it reads the summary of *all* their signals and their incident heads (side by side, on
-two clients), asks :func:`~.status.assess` and :func:`~.transitions.plan` what to append,
-appends it, forgets the expectations the window settled, then advances the watermarks (kept
-in memory too: the leader is their only writer) and writes a heartbeat. Its cost follows the
+deadlines of expectations still open (no success yet) — decided from the window's rows and
+what is live: two key-value tables (``fw_active_incidents``, ``fw_open_expectations``) whose
+keys the engine keeps in memory. For them it reads the summary of *all* their signals and
+their incident heads (side by side, on two clients), asks :func:`~.status.assess` and
+:func:`~.transitions.plan` what to append, appends it beside opening what waits for a
+result, then advances the watermarks (kept in memory too: the leader is their only writer) and
+writes a heartbeat beside forgetting the expectations the window settled. Its cost follows the
 window and what needs deciding, not the size of the history. A failure result wakes the engine
 at once (``wake()``), so ``result_failed`` incidents open within a second of the span arriving.
 """
@@ -47,7 +48,8 @@ from fulfillwatch.incident_engine.detection.engine_state import (
 )
 from fulfillwatch.incident_engine.detection.expectations import evaluate, next_data
 from fulfillwatch.incident_engine.detection.lease import EngineLease
-from fulfillwatch.incident_engine.detection.window import Beside, Window, decide, update_open_set
+from fulfillwatch.incident_engine.detection.open_set import OpenSet
+from fulfillwatch.incident_engine.detection.window import Beside, Live, Window, decide, side_by_side
 from fulfillwatch.incident_engine.incidents import active_incidents
 from fulfillwatch.incident_engine.incidents.incident_log import Journal, follow_settled
 from fulfillwatch.incident_engine.model.status import assess
@@ -135,6 +137,8 @@ class Engine:
         #: holds the lease, so a tick needs not read them back (forgotten whenever it is not the
         #: leader, or a tick fails; a copy older than the store's only repeats a window).
         self._marks: Watermarks | None = None
+        self._open_set = OpenSet()
+        self._active_ids: active_incidents.ActiveIds | None = None  # the first tick finds it
         self._beside_reads: ThreadPoolExecutor | None = None
 
     def is_leader(self) -> bool:
@@ -164,7 +168,11 @@ class Engine:
         # Settled first: candidates are chosen by what fw_active_incidents says is active.
         followed = self._catch_up_active_incidents(client)
         beside = self._beside()
-        decisions = decide(client, window, beside)
+        if self._active_ids is None:
+            self._active_ids = active_incidents.active_ids(client)
+            self._active_ids.forget()  # a copy from before this engine may be out of date
+        live = Live(self._open_set.ids(client), self._active_ids.ids(client))
+        decisions = decide(client, window, live, beside)
         pairs = evaluate(client, window, decisions.to_evaluate, beside=beside)
         transitions: list[Transition] = []
         new_incidents: set[str] = set()  # no head was read: these transitions are their first rows
@@ -173,23 +181,32 @@ class Engine:
             transitions.extend(planned)
             if head is None and planned:
                 new_incidents.add(expectation.incident_id)
-        self.journal.append(transitions, purpose="engine", new_incidents=new_incidents)
-        update_open_set(client, window, decisions)
+        # Side by side where the order does not matter (see OpenSet.enter and .leave).
+        side_by_side(
+            client,
+            beside,
+            lambda _: self.journal.append(transitions, purpose="engine", new_incidents=new_incidents),
+            lambda on: self._open_set.enter(on, decisions),
+        )
         duration = time.perf_counter() - started
         evaluated = Watermarks(ingested=window.until, due=window.due_until)
-        save_tick(
-            client,
-            evaluated,
-            active_incidents_position=followed,
-            beat=Heartbeat(
-                engine_id=self.engine_id,
-                at=now + timedelta(seconds=duration),
-                tick_ms=round(duration * 1000, 2),
-                expectations=len(pairs),
-                transitions=len(transitions),
-                lag_s=round(duration, 3),
-            ),
+        beat = Heartbeat(
+            engine_id=self.engine_id,
+            at=now + timedelta(seconds=duration),
+            tick_ms=round(duration * 1000, 2),
+            expectations=len(pairs),
+            transitions=len(transitions),
+            lag_s=round(duration, 3),
         )
+
+        def store_tick(on: Client) -> None:
+            save_tick(on, evaluated, active_incidents_position=followed, beat=beat)
+
+        if decisions.waiting is None:  # a burst enters its waiting expectations after the others left
+            self._open_set.leave(client, window, decisions)
+            store_tick(client)
+        else:
+            side_by_side(client, beside, store_tick, lambda on: self._open_set.leave(on, window, decisions))
         self._marks = evaluated
         caught_up = window.until >= now and window.due_until >= now
         report = TickReport(now, len(pairs), len(transitions), duration, caught_up)
@@ -207,6 +224,14 @@ class Engine:
         when this engine starts or becomes the leader again."""
         save_watermarks(self.store.client("engine"), marks)
         self._marks = marks
+
+    def _forget_copies(self) -> None:
+        """Read the watermarks and what is live from the store again at the next tick: another
+        engine led, or a tick failed somewhere between its writes."""
+        self._marks = None
+        self._open_set.forget()
+        if self._active_ids is not None:
+            self._active_ids.forget()
 
     def _beside(self) -> Beside:
         """The engine's second client and the thread that reads on it."""
@@ -275,18 +300,18 @@ class Engine:
                         if await asyncio.to_thread(chore.run_due):
                             caught_up = False
                 else:
-                    self._marks = None  # the leader moves them now
+                    self._forget_copies()  # the leader writes them now
                     self.last_completed = time.monotonic()  # a live standby is as fresh as the holder
                 failures = 0
             except (StoreUnavailable, ClickHouseError, OSError) as exc:
                 failures += 1
-                self._marks = None
+                self._forget_copies()
                 self.store.discard("engine")
                 self.store.discard(_BESIDE)
                 _logger.warning("engine tick failed (%s); retrying", exc)
             except Exception:  # a bug in one tick must not stop detection
                 failures += 1
-                self._marks = None
+                self._forget_copies()
                 _logger.exception("engine tick crashed; retrying")
             delay = self.settings.interval_s * min(2**failures, 12) if failures else self.settings.interval_s
             if not caught_up:

@@ -18,7 +18,7 @@ from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-from fulfillwatch.incident_engine.detection.window import Beside, Window, decide, side_by_side
+from fulfillwatch.incident_engine.detection.window import Beside, Live, Window, decide, side_by_side
 from fulfillwatch.incident_engine.incidents.log_reads import head_from_row, heads_select
 from fulfillwatch.incident_engine.model.status import Expectation, Health, ResultInfo, assess
 from fulfillwatch.incident_engine.model.transitions import IncidentHead
@@ -183,7 +183,7 @@ def evaluate(
 
 def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, IncidentHead | None]]:
     """Every expectation the window touches that may need a transition, with its incident head."""
-    return evaluate(client, window, decide(client, window).to_evaluate)
+    return evaluate(client, window, decide(client, window, Live.read(client)).to_evaluate)
 
 
 def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectation]:

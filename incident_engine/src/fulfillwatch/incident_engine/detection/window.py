@@ -11,33 +11,32 @@ evaluated (their history read, see :mod:`.expectations`):
   about an expectation whose incident is active (``fw_active_incidents``: a success resolves it);
 * deadlines of expectations still open (``fw_open_expectations``: no success seen yet).
 
-How (:func:`decide`): the window's rows come back to Python, each with what it says on its own
-(computed in the store: the incident id, unusual, waiting, reached its deadline, a success) and
-whether its expectation is in each key-value table (looked up by key in the same statement; the
-arrivals and the deadlines are two statements, side by side when the engine has two clients);
-Python folds them per expectation and applies the rules (:func:`_decide`). After the window's
-transitions are stored, the engine removes what the window settled from
-``fw_open_expectations`` and inserts what it saw waiting (:func:`update_open_set`). A burst —
-more than a few thousand rows — stays in the store: the rows are folded there and joined to the
-key-value tables by key (``join_algorithm = 'direct'``), only the expectations that may need
-something come back to the same rules, and the waiting ones enter with an ``INSERT … SELECT``,
-so a hundred thousand receipts cost four statements (and the lookups of the first 5,001
-arrivals and deadlines in the two that found the burst) and a few MiB. (Shipping every touched
-row to Python and looking its key up from there took 4 s and ~100 MiB per 100,000 rows, and set
-the peak memory of ``serve`` under big batches.)
+How (:func:`decide`): the window's rows come back to Python as stored (with their incident id,
+computed in the store; the arrivals and the deadlines are two statements, side by side when the
+engine has two clients); Python says what each row means (:meth:`_Seen.add_arrival`), folds
+them per expectation, looks them up in the engine's in-memory copies of the two key-value
+tables (:class:`Live`) and applies the rules (:func:`_decide`). After the window's transitions
+are stored, the engine removes what the window settled from ``fw_open_expectations`` and
+inserts what it saw waiting (:mod:`.open_set`). A burst — more than a few thousand rows — stays
+in the store: the rows are folded there (:data:`_ARRIVAL_ROWS` says in SQL what
+:meth:`_Seen.add_arrival` says in Python) and joined to the key-value tables by key
+(``join_algorithm = 'direct'``), only the expectations that may need something come back to the
+same rules, and the waiting ones enter with an ``INSERT … SELECT``, so a hundred thousand
+receipts cost four statements and a few MiB. (Shipping every touched row to Python and looking
+its key up from there took 4 s and ~100 MiB per 100,000 rows, and set the peak memory of
+``serve`` under big batches.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from collections.abc import Callable, Sequence, Set
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from clickhouse_connect.driver.client import Client
 
-from fulfillwatch.collector_processor.store import insert_rows
 from fulfillwatch.incident_engine.schema import (
     ACTIVE_INCIDENTS_TABLE,
     ARRIVALS_TABLE,
@@ -49,9 +48,6 @@ from fulfillwatch.incident_engine.schema import (
 _Key = tuple[str, str, str]  # (project, stripe event id, stored effect)
 _Here = TypeVar("_Here")
 _There = TypeVar("_There")
-#: Keys per delete: a literal list of tens of thousands made one statement take a minute
-#: (measured at 30,000 with a key-value read).
-_BATCH = 2_000
 
 
 @dataclass(frozen=True)
@@ -80,6 +76,15 @@ class Decisions:
 
 
 _DT = "DateTime64(6, 'UTC')"
+_ARRIVALS_IN_WINDOW = f"FROM {ARRIVALS_TABLE} WHERE ingested_at > {{since:{_DT}}} AND ingested_at <= {{until:{_DT}}}"
+_DEADLINES_IN_WINDOW = f"""
+    FROM {DEADLINES_TABLE}
+    WHERE (kind = 'receipt' AND due_at > {{due_since:{_DT}}} AND due_at <= {{due_until:{_DT}}})
+       -- results without a receipt fall due default_timeout after they were seen
+       OR (kind = 'skipped'
+           AND due_at > {{due_since:{_DT}}} - toIntervalSecond({{timeout_s:UInt32}})
+           AND due_at <= {{due_until:{_DT}}} - toIntervalSecond({{timeout_s:UInt32}}))
+"""
 #: The window's rows, each with what it says on its own: an arrival (``r_unusual``: a failure or
 #: skipped result, or a row written before arrivals said what they were; ``r_waits``: a receipt
 #: or skipped result, waiting for a result — until a receipt's deadline, or ``default_timeout``
@@ -95,18 +100,12 @@ _ARRIVAL_ROWS = f"""
            r_waits AND if(signal = 'receipt', due_at, due_at + toIntervalSecond({{timeout_s:UInt32}}))
                <= {{due_until:{_DT}}} AS r_decided,
            outcome = 'success' AS r_succeeded
-    FROM {ARRIVALS_TABLE}
-    WHERE ingested_at > {{since:{_DT}}} AND ingested_at <= {{until:{_DT}}}
+    {_ARRIVALS_IN_WINDOW}
 """
 _DEADLINE_ROWS = f"""
     SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect,
            1 AS r_deadline, 0 AS r_unusual, 0 AS r_waits, due_at AS r_due, 0 AS r_decided, 0 AS r_succeeded
-    FROM {DEADLINES_TABLE}
-    WHERE (kind = 'receipt' AND due_at > {{due_since:{_DT}}} AND due_at <= {{due_until:{_DT}}})
-       -- results without a receipt fall due default_timeout after they were seen
-       OR (kind = 'skipped'
-           AND due_at > {{due_since:{_DT}}} - toIntervalSecond({{timeout_s:UInt32}})
-           AND due_at <= {{due_until:{_DT}}} - toIntervalSecond({{timeout_s:UInt32}}))
+    {_DEADLINES_IN_WINDOW}
 """
 _ROWS = f"{_ARRIVAL_ROWS} UNION ALL {_DEADLINE_ROWS}"
 #: The same, one row per expectation (:class:`_Seen`'s fields): for a burst, in the store.
@@ -155,14 +154,39 @@ _ENTER_WAITING = f"""
     INSERT INTO {OPEN_EXPECTATIONS_TABLE} (incident_id, due_at)
     SELECT incident_id, waits_until FROM ({_PER_EXPECTATION}) WHERE enters
 """
-#: The window's arrivals and its deadlines, each with whether their expectation is open and has
-#: an active incident, at most ``limit`` of them. Looked up in the same statement: returning the
-#: rows, then looking their keys up as a list took the same on a 5 s window and half as long
-#: again on a 60 s one (~1,200 keys; docs/BENCHMARKS.md). Two statements, run side by side on
-#: two clients when the engine has a second one: a 5 s window's rows in 22 ms instead of the
-#: union's 31 (each half takes ~19 ms to plan and run, one after the other 39).
-_ARRIVALS_LIVE = _with_live("s.*", f"{_ARRIVAL_ROWS} LIMIT {{limit:UInt64}}")
-_DEADLINES_LIVE = _with_live("s.*", f"{_DEADLINE_ROWS} LIMIT {{limit:UInt64}}")
+#: The window's arrivals and its deadlines as stored, at most ``limit`` of each. A statement of
+#: chDB costs what it takes to plan: each derived column and each lookup in a key-value table
+#: adds to it. Without them, a 5 s window's arrivals take ~7 ms instead of ~16 (the same with
+#: the derived columns, ~11 without the lookups; docs/BENCHMARKS.md). Two statements, run side
+#: by side on two clients when the engine has a second one.
+_ARRIVALS = f"""
+    SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect, signal, outcome, due_at
+    {_ARRIVALS_IN_WINDOW}
+    LIMIT {{limit:UInt64}}
+"""
+_DEADLINES = f"""
+    SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect, due_at
+    {_DEADLINES_IN_WINDOW}
+    LIMIT {{limit:UInt64}}
+"""
+
+
+@dataclass(frozen=True)
+class Live:
+    """What is live, by incident id: expectations waiting for a result (``fw_open_expectations``)
+    and incidents still active (``fw_active_incidents``)."""
+
+    open: Set[str]
+    active: Set[str]
+
+    @classmethod
+    def read(cls, client: Client) -> Live:
+        """Both, read from the store (for one evaluation; the engine keeps copies in memory)."""
+
+        def ids(table: str) -> set[str]:
+            return {str(row[0]) for row in client.query(f"SELECT incident_id FROM {table}").result_rows}
+
+        return cls(ids(OPEN_EXPECTATIONS_TABLE), ids(ACTIVE_INCIDENTS_TABLE))
 
 
 @dataclass(frozen=True)
@@ -182,7 +206,12 @@ def side_by_side(
     if beside is None:
         return here(client), there(client)
     pending = beside.executor.submit(there, beside.client)
-    return here(client), pending.result()
+    try:
+        result = here(client)
+    except BaseException:
+        wait([pending])  # nothing of a failed tick keeps running behind it
+        raise
+    return result, pending.result()
 
 
 @dataclass(slots=True)  # a burst can bring back 100,000 of them
@@ -203,6 +232,20 @@ class _Seen:
     def enters(self) -> bool:
         """Waits for a result past this window (and none came in it): it opens."""
         return self.waits and not self.succeeded
+
+    def add_arrival(self, signal: str, outcome: str, due: datetime, window: Window) -> None:
+        """Fold in an arrival (a row of :data:`_ARRIVALS`): what it means, as
+        :data:`_ARRIVAL_ROWS` says it in the store."""
+        waits = signal == "receipt" or outcome == "skipped"
+        falls_due = due if signal == "receipt" else due + window.default_timeout
+        self.add(
+            deadline=False,
+            unusual=signal == "" or outcome in ("failure", "skipped"),
+            waits=waits,
+            due=due,
+            decided=waits and falls_due <= window.due_until,
+            success=outcome == "success",
+        )
 
     def add(self, deadline: bool, unusual: bool, waits: bool, due: datetime, decided: bool, success: bool) -> None:
         """Fold one row of :data:`_ROWS` in (as :data:`_PER_EXPECTATION` does in the store)."""
@@ -238,43 +281,34 @@ def _decide(decisions: Decisions, seen: _Seen, is_open: bool, is_active: bool) -
         decisions.waiting.append((seen.incident_id, seen.waits_until))
 
 
-def _window_rows(client: Client, parameters: dict[str, object], beside: Beside | None) -> list[Sequence[Any]]:
-    """The rows of :data:`_ARRIVALS_LIVE` and :data:`_DEADLINES_LIVE`, the deadlines read
-    ``beside`` when given."""
-    limited = {**parameters, "limit": _RETURNED_ROWS + 1}
-
-    def rows(on: Client, statement: str) -> list[Sequence[Any]]:
-        return list(on.query(statement, parameters=limited).result_rows)
-
-    arrivals, deadlines = side_by_side(
-        client, beside, lambda on: rows(on, _ARRIVALS_LIVE), lambda on: rows(on, _DEADLINES_LIVE)
-    )
-    return [*arrivals, *deadlines]
-
-
-def decide(client: Client, window: Window, beside: Beside | None = None) -> Decisions:
+def decide(client: Client, window: Window, live: Live, beside: Beside | None = None) -> Decisions:
     """Which of the window's expectations need evaluating, which open ones it settled, and —
     unless the window is a burst — which it saw waiting. ``beside``: where the deadlines are
     read while the arrivals are read on ``client``."""
     parameters = _parameters(window)
-    rows = _window_rows(client, parameters, beside)
-    if len(rows) > _RETURNED_ROWS:
+    limited = {**parameters, "limit": _RETURNED_ROWS + 1}
+
+    def rows(statement: str) -> Callable[[Client], Sequence[Sequence[Any]]]:
+        return lambda on: on.query(statement, parameters=limited).result_rows
+
+    arrivals, deadlines = side_by_side(client, beside, rows(_ARRIVALS), rows(_DEADLINES))
+    if len(arrivals) + len(deadlines) > _RETURNED_ROWS:
         return _decide_burst(client, parameters)
     seen: dict[str, _Seen] = {}
-    is_open: set[str] = set()
-    is_active: set[str] = set()
-    for incident_id, project, event, effect, deadline, unusual, waits, due, decided, success, opened, active in rows:
+
+    def of(incident_id: str, project: str, event: str, effect: str) -> _Seen:
         item = seen.get(incident_id)
         if item is None:
             item = seen[incident_id] = _Seen(incident_id, (project, event, effect))
-        item.add(bool(deadline), bool(unusual), bool(waits), due, bool(decided), bool(success))
-        if opened:
-            is_open.add(incident_id)
-        if active:
-            is_active.add(incident_id)
+        return item
+
+    for incident_id, project, event, effect, signal, outcome, due in arrivals:
+        of(incident_id, project, event, effect).add_arrival(signal, outcome, due, window)
+    for incident_id, project, event, effect, due in deadlines:
+        of(incident_id, project, event, effect).add(True, False, False, due, False, False)
     decisions = Decisions({}, [], [])
     for incident_id, item in seen.items():
-        _decide(decisions, item, incident_id in is_open, incident_id in is_active)
+        _decide(decisions, item, incident_id in live.open, incident_id in live.active)
     decisions.settled.sort()
     return decisions
 
@@ -290,25 +324,6 @@ def _decide_burst(client: Client, parameters: dict[str, object]) -> Decisions:
     return decisions
 
 
-def update_open_set(client: Client, window: Window, decisions: Decisions) -> None:
-    """Bring ``fw_open_expectations`` up to date with the window, after its transitions are
-    stored (a crash in between only makes the next tick do it again; both steps are
-    idempotent):
-
-    * what the window settled leaves: expectations with a success, and those whose deadline it
-      evaluated, in the deadline window or arriving already past it (an incident, if one was
-      needed, is open by now and followed in ``fw_active_incidents``);
-    * then a receipt or skipped result whose deadline is still ahead opens its expectation —
-      unless a success arrived in the same window. In this order, an expectation whose first
-      deadline passed in the window while a later receipt moved it stays open until the later one.
-    """
-    for start in range(0, len(decisions.settled), _BATCH):
-        # By key: a key-value table deletes a list of keys at once, but scans for a subquery.
-        client.command(
-            f"DELETE FROM {OPEN_EXPECTATIONS_TABLE} WHERE incident_id IN {{ids:Array(String)}}",
-            parameters={"ids": decisions.settled[start : start + _BATCH]},
-        )
-    if decisions.waiting is None:
-        client.command(_ENTER_WAITING, parameters=_parameters(window))
-    elif decisions.waiting:
-        insert_rows(client, OPEN_EXPECTATIONS_TABLE, decisions.waiting, ["incident_id", "due_at"])
+def enter_waiting_of_burst(client: Client, window: Window) -> None:
+    """Open the expectations a burst saw waiting (:data:`_ENTER_WAITING`), in the store."""
+    client.command(_ENTER_WAITING, parameters=_parameters(window))
