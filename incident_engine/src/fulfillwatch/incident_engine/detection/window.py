@@ -156,8 +156,8 @@ _ENTER_WAITING = f"""
 """
 #: The window's arrivals and its deadlines as stored, at most ``limit`` of each. A statement of
 #: chDB costs what it takes to plan: each derived column and each lookup in a key-value table
-#: adds to it. Without them, a 5 s window's arrivals take ~7 ms instead of ~16 (the same with
-#: the derived columns, ~11 without the lookups; docs/BENCHMARKS.md). Two statements, run side
+#: adds to it. Without them, a 5 s window's arrivals take ~8 ms instead of ~16 (~13 with the
+#: lookups, the flags computed in Python; docs/BENCHMARKS.md). Two statements, run side
 #: by side on two clients when the engine has a second one.
 _ARRIVALS = f"""
     SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect, signal, outcome, due_at
