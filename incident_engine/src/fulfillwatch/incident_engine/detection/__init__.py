@@ -2,6 +2,7 @@
 
 * :mod:`.engine` — the periodic, incremental evaluation (one tick per interval);
 * :mod:`.window` — what a window touched and which of it needs deciding (the live set);
+* :mod:`.open_set` — the expectations waiting for a result, in the store and in the engine's memory;
 * :mod:`.expectations` — the SQL that summarises the expectations to decide;
 * :mod:`.declared` — expectations declared by Stripe's record or a plan (``not_received``,
   ``effect_missing``), checked on their own schedule;
@@ -12,4 +13,15 @@
 * :mod:`.lease` — one evaluating engine per store when several run (split services).
 """
 
-__all__ = ["arrived", "declared", "engine", "engine_state", "expectations", "identities", "lease", "silence", "window"]
+__all__ = [
+    "arrived",
+    "declared",
+    "engine",
+    "engine_state",
+    "expectations",
+    "identities",
+    "lease",
+    "open_set",
+    "silence",
+    "window",
+]
