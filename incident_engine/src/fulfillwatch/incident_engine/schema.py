@@ -111,6 +111,12 @@ _EXPECTATION_ROWS = f"""
 """
 
 
+def incident_ids_in(client: Client, table: str) -> set[str]:
+    """Every incident id a key-value table of the live set holds (``fw_open_expectations``,
+    ``fw_active_incidents``): what the engine's in-memory copies are loaded from."""
+    return {str(row[0]) for row in client.query(f"SELECT incident_id FROM {table}").result_rows}
+
+
 def _backfill_derived_tables(client: Client) -> None:
     """Fill the view-fed tables from signals stored before the views existed, one partition
     at a time (bounded memory). Safe to repeat: every aggregate ignores duplicates and the

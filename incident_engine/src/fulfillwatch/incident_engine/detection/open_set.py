@@ -21,7 +21,7 @@ from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.store import insert_rows
 from fulfillwatch.incident_engine.detection.window import Decisions, Window, enter_waiting_of_burst
-from fulfillwatch.incident_engine.schema import OPEN_EXPECTATIONS_TABLE
+from fulfillwatch.incident_engine.schema import OPEN_EXPECTATIONS_TABLE, incident_ids_in
 
 #: Keys per delete: a literal list of tens of thousands made one statement take a minute
 #: (measured at 30,000 with a key-value read).
@@ -37,8 +37,7 @@ class OpenSet:
     def ids(self, client: Client) -> Set[str]:
         """The open expectations' incident ids (read from the table when not known)."""
         if self._ids is None:
-            rows = client.query(f"SELECT incident_id FROM {OPEN_EXPECTATIONS_TABLE}").result_rows
-            self._ids = {str(row[0]) for row in rows}
+            self._ids = incident_ids_in(client, OPEN_EXPECTATIONS_TABLE)
         return self._ids
 
     def forget(self) -> None:

@@ -43,6 +43,7 @@ from fulfillwatch.incident_engine.schema import (
     DEADLINES_TABLE,
     INCIDENT_ID_SQL,
     OPEN_EXPECTATIONS_TABLE,
+    incident_ids_in,
 )
 
 _Key = tuple[str, str, str]  # (project, stripe event id, stored effect)
@@ -182,11 +183,7 @@ class Live:
     @classmethod
     def read(cls, client: Client) -> Live:
         """Both, read from the store (for one evaluation; the engine keeps copies in memory)."""
-
-        def ids(table: str) -> set[str]:
-            return {str(row[0]) for row in client.query(f"SELECT incident_id FROM {table}").result_rows}
-
-        return cls(ids(OPEN_EXPECTATIONS_TABLE), ids(ACTIVE_INCIDENTS_TABLE))
+        return cls(incident_ids_in(client, OPEN_EXPECTATIONS_TABLE), incident_ids_in(client, ACTIVE_INCIDENTS_TABLE))
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from clickhouse_connect.driver.client import Client
 from fulfillwatch.collector_processor.store import insert_rows
 from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES, Transition, TransitionType
-from fulfillwatch.incident_engine.schema import ACTIVE_INCIDENTS_TABLE, LOG_REASON_CHARS
+from fulfillwatch.incident_engine.schema import ACTIVE_INCIDENTS_TABLE, LOG_REASON_CHARS, incident_ids_in
 
 _COLUMNS = [
     "incident_id",
@@ -91,8 +91,7 @@ class ActiveIds:
         """The ids (the live copy: later writes of this process show in it)."""
         with _WRITES:
             if self._ids is None:
-                rows = client.query(f"SELECT incident_id FROM {ACTIVE_INCIDENTS_TABLE}").result_rows
-                self._ids = {str(row[0]) for row in rows}
+                self._ids = incident_ids_in(client, ACTIVE_INCIDENTS_TABLE)
             return self._ids
 
     def forget(self) -> None:
