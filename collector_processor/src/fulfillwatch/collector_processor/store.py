@@ -14,12 +14,14 @@ because insert contexts and chDB streaming inserts are not shareable across thre
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -170,26 +172,39 @@ class Store:
             _close_quietly(client)
 
 
-#: Column types by (database, table), read once per process (see :func:`insert_rows`).
-_COLUMN_TYPES: dict[tuple[str, str], dict[str, str]] = {}
-_COLUMN_TYPES_LOCK = threading.Lock()
-
-
 def insert_rows(client: Client, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None:
-    """Insert ``rows`` into ``table``'s ``column_names``, as ``client.insert`` does, without
-    the ``DESCRIBE TABLE`` clickhouse-connect runs before every insert whose column types it is
-    not given: a statement more per insert, ~2 ms on chDB, and the engine inserts three or four
-    times a tick. The types are read once per database and table, and again when a column is
-    not among them (a migration added it)."""
-    key = (client.database or "", table)
-    with _COLUMN_TYPES_LOCK:
-        types = _COLUMN_TYPES.get(key)
-    if types is None or any(name not in types for name in column_names):
-        described = client.query(f"DESCRIBE TABLE {table}").named_results()
-        types = {str(row["name"]): str(row["type"]) for row in described}
-        with _COLUMN_TYPES_LOCK:
-            _COLUMN_TYPES[key] = types
-    client.insert(table, rows, column_names=list(column_names), column_type_names=[types[n] for n in column_names])
+    """Insert ``rows`` (values in the order of ``column_names``) into ``table`` in one statement.
+
+    The rows travel inside the statement, one JSON array per row (``JSONCompactEachRow``), and
+    the store converts each value to its column's type. ``client.insert`` builds a Native block
+    of the column types (read with a ``DESCRIBE TABLE``, or given) in a producer thread and, on
+    chDB, hands it over through a temporary file read with ``INFILE``: for the few rows the
+    engine and the API write at a time, that cost ~2.5 ms more per insert on chDB (10 vs 12.5
+    ms for two rows of the incident log; the engine inserts three or four times in a tick that
+    opens an incident; docs/BENCHMARKS.md). Spans, which arrive by the thousand, take the Arrow
+    path of :mod:`.signals` instead."""
+    if not rows:
+        return
+    names = ", ".join(f"`{name}`" for name in column_names)
+    width = len(column_names)
+    lines = []
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"a row for {table} has {len(row)} values for {width} columns ({names})")
+        lines.append(json.dumps(list(row), default=_json_value))
+    client.command(f"INSERT INTO {table} ({names}) FORMAT JSONCompactEachRow", data="\n".join(lines))
+
+
+def _json_value(value: object) -> str:
+    """A value JSON has no type for, as the store reads it: instants as UTC text with their
+    microseconds (a naive one is taken as UTC, as the columns are), dates as ISO text."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot store a {type(value).__name__} value ({value!r:.60})")
 
 
 def _configure_chdb_allocator() -> None:
