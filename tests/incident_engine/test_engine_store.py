@@ -62,6 +62,34 @@ def test_the_sql_prefilter_never_hides_an_expectation_that_needs_an_incident(sto
     assert returned == failing  # no incidents yet: exactly the failing ones reach Python
 
 
+def test_an_expectation_s_rows_not_merged_yet_summarise_as_the_table_merges_them(store: Store) -> None:
+    client = store.client("test")
+    now = _now(store)
+    events = [f"evt_parts{n}" for n in range(6)]
+    # One insert per signal: each expectation has rows in several parts of fw_expectations.
+    for n, event_id in enumerate(events):
+        start = now - timedelta(minutes=40 + n)
+        insert_signals(client, [result_signal(event_id, start + timedelta(seconds=5), "skipped", 0)])
+        if n % 2:
+            insert_signals(client, [receipt_signal(event_id, start, start + timedelta(minutes=30))])
+        for attempt, outcome in enumerate(["failure", "success", "failure"][: n % 4]):
+            insert_signals(
+                client, [result_signal(event_id, start + timedelta(seconds=20 * (attempt + 1)), outcome, attempt)]
+            )
+    parts = client.query("SELECT count() FROM system.parts WHERE active AND table = 'fw_expectations'").result_rows[0][
+        0
+    ]
+    assert parts > 1
+    before = sorted(expectations_of_events(client, events), key=lambda e: e.incident_id)
+
+    client.command("OPTIMIZE TABLE fw_expectations FINAL")  # the table's own merge: one row each
+    assert client.query("SELECT count() FROM fw_expectations").result_rows[0][0] == len(events)
+    assert sorted(expectations_of_events(client, events), key=lambda e: e.incident_id) == before
+    assert {e.has_skipped for e in before} == {True}
+    assert {e.receipt_at is None for e in before} == {True, False}
+    assert {e.last_result.outcome if e.last_result else None for e in before} == {None, "failure", "success"}
+
+
 def test_a_failure_opens_once_and_a_success_resolves(store: Store) -> None:
     engine = Engine(store, EngineSettings())
     now = _now(store)

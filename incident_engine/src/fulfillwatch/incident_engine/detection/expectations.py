@@ -10,7 +10,7 @@ evaluation reads is :mod:`.window`'s choice; their summaries and their incidents
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -34,34 +34,51 @@ from fulfillwatch.incident_engine.schema import (
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
-def _aggregate_select(condition: str, *, incident_id: bool) -> str:
-    """One summary per expectation (over its ``fw_expectations`` rows) matching ``condition``:
-    the aggregates only, what they mean is read in Python (:func:`_expectation`). Each derived
-    column cost chDB time to plan: with the incident id (``incident_id``) and three derived
-    columns, a summary by key took 33 ms instead of 21 (docs/BENCHMARKS.md)."""
+_Key = tuple[str, str, str]  # (project, stripe event id, stored effect)
+
+
+def _key(row: dict[str, Any]) -> _Key:
+    return row["project"], row["stripe_event_id"], row["effect"]
+
+
+#: The columns of ``fw_expectations`` a summary is made of, and how rows of one expectation
+#: combine: as the table's own ``SimpleAggregateFunction`` columns do when its parts merge.
+_LARGEST = ("event_type", "receipt_service", "any_service", "last_result", "has_skipped")
+_SMALLEST = ("first_at", "receipt_at", "due_at")
+
+
+def _rows_select(condition: str, *, incident_id: bool) -> str:
+    """The ``fw_expectations`` rows matching ``condition``, as stored: an expectation has one
+    per part that has not merged with the others yet; :func:`_summaries_of` combines them. A
+    ``GROUP BY`` in the store did the same in ~20 ms instead of ~15 on a 10 M store (chDB plans
+    an aggregation longer than it runs it on a few rows; docs/BENCHMARKS.md)."""
     return f"""
-    SELECT
-        {f"{INCIDENT_ID_SQL} AS incident_id," if incident_id else ""}
-        project,
-        stripe_event_id,
-        effect,
-        max(event_type) AS event_type,
-        max(receipt_service) AS receipt_service,
-        max(any_service) AS any_service,
-        min(first_at) AS first_at,
-        min(receipt_at) AS receipt_at,
-        min(due_at) AS due_at,
-        max(last_result) AS last_result,
-        max(has_skipped) AS has_skipped
+    SELECT {f"{INCIDENT_ID_SQL} AS incident_id," if incident_id else ""}
+           project, stripe_event_id, effect, {", ".join(_LARGEST + _SMALLEST)}
     FROM {EXPECTATIONS_TABLE}
     WHERE {condition}
-    GROUP BY project, stripe_event_id, effect
 """
+
+
+def _summaries_of(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary per expectation from its rows (of :func:`_rows_select`)."""
+    summaries: dict[_Key, dict[str, Any]] = {}
+    for row in rows:
+        key = _key(row)
+        summary = summaries.get(key)
+        if summary is None:
+            summaries[key] = row
+            continue
+        for column in _LARGEST:
+            summary[column] = max(summary[column], row[column])
+        for column in _SMALLEST:
+            summary[column] = min(summary[column], row[column])
+    return list(summaries.values())
 
 
 _BY_KEYS = "(stripe_event_id, effect, project) IN {keys:Array(Tuple(String, String, String))}"
 #: For the engine, which knows each expectation's incident id from its window.
-_SUMMARIES_BY_KEYS = _aggregate_select(_BY_KEYS, incident_id=False)
+_ROWS_BY_KEYS = _rows_select(_BY_KEYS, incident_id=False)
 _HEADS_BY_IDS = heads_select("incident_id IN {ids:Array(String)}")
 
 
@@ -98,12 +115,6 @@ _RESULTS_OF = f"""
       AND at >= {{oldest:DateTime64(6, 'UTC')}}
 """
 
-_Key = tuple[str, str, str]  # (project, stripe event id, stored effect)
-
-
-def _key(row: dict[str, Any]) -> _Key:
-    return row["project"], row["stripe_event_id"], row["effect"]
-
 
 def _results_of(client: Client, summaries: list[dict[str, Any]]) -> dict[_Key, list[tuple[Any, ...]]]:
     """Every result row (duplicates included) of the expectations with these summaries."""
@@ -119,7 +130,7 @@ def _results_of(client: Client, summaries: list[dict[str, Any]]) -> dict[_Key, l
 def _expectation(
     row: dict[str, Any], incident_id: str, results: list[tuple[Any, ...]], new_since: datetime, new_until: datetime
 ) -> Expectation:
-    """An expectation from its summary (a row of :func:`_aggregate_select`): the stand-ins
+    """An expectation from its summary (of :func:`_summaries_of`): the stand-ins
     ``NEVER`` and ``EPOCH`` that the aggregates skip mean "no receipt" and "no decisive result";
     the receipt's service is the expectation's, else any signal's."""
     has_receipt = row["receipt_at"] < NEVER
@@ -143,7 +154,7 @@ def _expectation(
 
 def _summaries(client: Client, chosen: dict[_Key, str]) -> list[dict[str, Any]]:
     keys = [(event, effect, project) for project, event, effect in chosen]
-    return list(client.query(_SUMMARIES_BY_KEYS, parameters={"keys": keys}).named_results())
+    return _summaries_of(client.query(_ROWS_BY_KEYS, parameters={"keys": keys}).named_results())
 
 
 def _heads(client: Client, chosen: dict[_Key, str]) -> dict[str, IncidentHead]:
@@ -194,10 +205,11 @@ def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectat
 def expectations_of_events(client: Client, stripe_event_ids: Sequence[str]) -> list[Expectation]:
     """Every expectation of the given Stripe events, in one read (no ``new_results``)."""
     result = client.query(
-        _aggregate_select("stripe_event_id IN {events:Array(String)}", incident_id=True),
+        _rows_select("stripe_event_id IN {events:Array(String)}", incident_id=True),
         parameters={"events": list(stripe_event_ids)},
     )
-    return [_expectation(row, row["incident_id"], [], _FAR_FUTURE, _FAR_FUTURE) for row in result.named_results()]
+    summaries = _summaries_of(result.named_results())
+    return [_expectation(row, row["incident_id"], [], _FAR_FUTURE, _FAR_FUTURE) for row in summaries]
 
 
 def next_data(
