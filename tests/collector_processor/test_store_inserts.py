@@ -9,7 +9,7 @@ import pytest
 from fulfillwatch.collector_processor.store import Store, insert_rows
 
 
-def test_insert_rows_learns_a_column_added_after_its_first_insert(store: Store) -> None:
+def test_insert_rows_writes_a_column_added_after_its_first_insert(store: Store) -> None:
     client = store.client("test")
     client.command("CREATE TABLE t_grows (id String, n UInt32) ENGINE = MergeTree ORDER BY id")
     insert_rows(client, "t_grows", [["a", 1]], ["id", "n"])
