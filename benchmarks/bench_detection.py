@@ -21,7 +21,13 @@ follows the window, not the history). Then
 ``fulfillwatch serve`` runs on the largest store for a while (engine ticking, API queried) and
 its peak RSS is read from /proc: target < 1.5 GiB.
 
-    python benchmarks/bench_detection.py [--sizes 10000000,100000000] [--keep DIR]
+    python benchmarks/bench_detection.py [--sizes 10000000,100000000] [--keep DIR] [--against CHECKOUT]
+
+``--against CHECKOUT`` measures another checkout of this repository (the code before a change)
+beside this one: each store is copied once per run, each copy gets a worker running the other
+code (its ``*/src`` first on ``PYTHONPATH``), and the two tick the same windows in turn, so
+``against`` in the result compares them window by window — the only comparison that holds on
+a machine whose speed drifts by a factor of two within the hour.
 
 The default is the 10 M store alone (about 4 minutes to generate, 3 GiB). A 100 M store takes
 about 27 minutes and 26 GiB of disk to generate (``--keep DIR`` keeps it for later runs, which
@@ -187,7 +193,7 @@ def generate(data_dir: str, expectations: int, live_days: float, results: Any) -
     )
 
 
-def tick_worker(data_dir: str, commands: Connection) -> None:
+def tick_worker(data_dir: str, commands: Connection, source: str | None = None) -> None:
     """One store's engine, ticking the windows it is sent (``(window_s, round)``; ``None`` ends).
 
     The store is first brought to the code's schema (as ``serve`` would at start; the time is
@@ -196,7 +202,11 @@ def tick_worker(data_dir: str, commands: Connection) -> None:
     A window ends at the data's last arrival + 1 s minus ``round`` windows (the engine's clock is
     set there), so a store kept from an earlier run is measured on the same traffic as right
     after it was generated, and every round meets a window of its own, as the engine meets each
-    window once (a re-run would find the live set already settled)."""
+    window once (a re-run would find the live set already settled). ``source``: the packages'
+    directories of another checkout, imported instead of this one's (``--against``; a spawned
+    process takes its parent's ``sys.path``, not ``PYTHONPATH``)."""
+    if source is not None:
+        sys.path[:0] = source.split(os.pathsep)
     from fulfillwatch.collector_processor.migrations import apply_migrations
     from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS
     from fulfillwatch.collector_processor.store import Store, parse_dsn
@@ -261,7 +271,15 @@ def _answer(worker: Any, connection: Connection, timeout: float) -> Any:
     return connection.recv()
 
 
-def measure_ticks(context: Any, data_dirs: dict[int, Path], rounds: int) -> dict[int, dict[str, Any]]:
+def _source_path(checkout: Path) -> str:
+    """The directories a worker imports the packages of ``checkout`` from."""
+    packages = ("incident_engine", "collector_processor", "instrumentation", "dashboard")
+    return os.pathsep.join(str(checkout.resolve() / package / "src") for package in packages)
+
+
+def measure_ticks(
+    context: Any, data_dirs: dict[str, Path], rounds: int, sources: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Median ``Engine.tick()`` time per window and store, the stores' ticks interleaved.
 
     Each store has a process of its own (a chDB path belongs to one process); they tick in
@@ -270,20 +288,21 @@ def measure_ticks(context: Any, data_dirs: dict[int, Path], rounds: int) -> dict
     stores does not carry how the machine's speed drifted in between (measured one after the
     other, a minute or two apart, one run's ratio moved by more than the targets' margins).
     Round 0 warms caches and is reported apart; ``tick_s_paired`` are the per-round ticks, for
-    ratios taken round by round."""
-    workers: dict[int, tuple[Any, Connection]] = {}
-    reports: dict[int, dict[str, Any]] = {}
+    ratios taken round by round. ``sources``: the packages' directories of a store's worker
+    when it runs another checkout's code (``--against``)."""
+    workers: dict[str, tuple[Any, Connection]] = {}
+    reports: dict[str, dict[str, Any]] = {}
     try:
         for size, data_dir in data_dirs.items():
             ours, theirs = context.Pipe()
-            worker = context.Process(target=tick_worker, args=(str(data_dir), theirs))
+            worker = context.Process(target=tick_worker, args=(str(data_dir), theirs, (sources or {}).get(size)))
             worker.start()
             workers[size] = (worker, ours)
         for size, (worker, connection) in workers.items():  # the first tick of a fresh store is slow
             reports[size] = _answer(worker, connection, timeout=7200)
         sizes = list(workers)
         for window in WINDOWS_S:
-            ticks: dict[int, list[tuple[float, int, int]]] = {size: [] for size in sizes}
+            ticks: dict[str, list[tuple[float, int, int]]] = {size: [] for size in sizes}
             for round_number in range(rounds + 1):
                 for size in sizes if round_number % 2 == 0 else reversed(sizes):
                     worker, connection = workers[size]
@@ -351,6 +370,26 @@ def _peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def _paired(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """This code's ticks against the other checkout's, window by window: the median of the
+    per-round ratios and differences, and in how many rounds this code was faster."""
+    # Which migrations each worker applied to its copy shows which code it ran.
+    compared: dict[str, Any] = {
+        "migrations_applied": ours["migrations_applied"],
+        "against_migrations_applied": theirs["migrations_applied"],
+    }
+    for window in (f"{w}s" for w in WINDOWS_S):
+        pairs = list(zip(ours[window]["tick_s_paired"], theirs[window]["tick_s_paired"], strict=True))
+        compared[window] = {
+            "tick_s_median": ours[window]["tick_s_median"],
+            "against_tick_s_median": theirs[window]["tick_s_median"],
+            "ratio_paired": round(statistics.median(a / b for a, b in pairs), 3),
+            "difference_ms_paired": round(statistics.median(a - b for a, b in pairs) * 1000, 1),
+            "faster_in": f"{sum(a < b for a, b in pairs)} of {len(pairs)}",
+        }
+    return compared
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
@@ -367,23 +406,46 @@ def main() -> None:
         help="history incidents opened more than this many days before the measured windows were ignored "
         "(0, the default: every one is still live, 1.5 M of them at 100 M)",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout of this repository: its code ticks copies of the stores beside this code's",
+    )
     args = parser.parse_args()
+    if args.against is not None and not (args.against / "incident_engine" / "src").is_dir():
+        parser.error(f"--against {args.against}: not a checkout of this repository (no incident_engine/src)")
     context = multiprocessing.get_context("spawn")
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="fw-bench-detect-"))
     sizes = [int(size) for size in args.sizes.split(",")]
     result: dict[str, Any] = {"cpu_count": os.cpu_count(), "events_per_day": round(EVENTS_PER_DAY), "stores": {}}
     try:
-        data_dirs = {size: workdir / f"store-{size}" / "data" for size in sizes}
+        data_dirs = {str(size): workdir / f"store-{size}" / "data" for size in sizes}
         for size, data_dir in data_dirs.items():
             if not data_dir.exists():
                 data_dir.parent.mkdir(parents=True, exist_ok=True)
-                store = in_process(context, generate, str(data_dir), size, args.live_days)
+                store = in_process(context, generate, str(data_dir), int(size), args.live_days)
             else:
-                store = {"expectations": size, "reused": True}
-            result["stores"][str(size)] = store
-        for size, ticks in measure_ticks(context, data_dirs, args.rounds).items():
-            result["stores"][str(size)]["ticks"] = ticks
-            print(json.dumps({str(size): result["stores"][str(size)]}, indent=2), flush=True)
+                store = {"expectations": int(size), "reused": True}
+            result["stores"][size] = store
+        sources: dict[str, str] = {}
+        if args.against is not None:  # copies made now: both codes start from the same store
+            for size in list(data_dirs):
+                copy = workdir / f"store-{size}-against"
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(data_dirs[size].parent, copy, symlinks=True)
+                data_dirs[f"{size}-against"] = copy / "data"
+                sources[f"{size}-against"] = _source_path(args.against)
+        measured = measure_ticks(context, data_dirs, args.rounds, sources)
+        for size in map(str, sizes):
+            result["stores"][size]["ticks"] = measured[size]
+            print(json.dumps({size: result["stores"][size]}, indent=2), flush=True)
+        if args.against is not None:
+            result["against"] = {
+                "checkout": str(args.against.resolve()),
+                "stores": {size: _paired(measured[size], measured[f"{size}-against"]) for size in map(str, sizes)},
+            }
+            for size in map(str, sizes):
+                shutil.rmtree(workdir / f"store-{size}-against", ignore_errors=True)
         smallest, largest = str(min(sizes)), str(max(sizes))
         steady = result["stores"][smallest]["ticks"]["5s"]["tick_s_median"]
         result["steady_tick_s"] = steady
