@@ -25,7 +25,7 @@ its peak RSS is read from /proc: target < 1.5 GiB.
 
 ``--against CHECKOUT`` measures another checkout of this repository (the code before a change)
 beside this one: each store is copied once per run, each copy gets a worker running the other
-code (its ``*/src`` first on ``PYTHONPATH``), and the two tick the same windows in turn, so
+code (its ``*/src`` first on the worker's ``sys.path``), and the two tick the same windows in turn, so
 ``against`` in the result compares them window by window — the only comparison that holds on
 a machine whose speed drifts by a factor of two within the hour.
 
