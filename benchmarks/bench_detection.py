@@ -370,6 +370,11 @@ def _peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def _pairs(ours: dict[str, Any], theirs: dict[str, Any], window: str) -> list[tuple[float, float]]:
+    """Two workers' ticks of ``window``, round by round (each pair measured seconds apart)."""
+    return list(zip(ours[window]["tick_s_paired"], theirs[window]["tick_s_paired"], strict=True))
+
+
 def _paired(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
     """This code's ticks against the other checkout's, window by window: the median of the
     per-round ratios and differences, and in how many rounds this code was faster."""
@@ -379,7 +384,7 @@ def _paired(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
         "against_migrations_applied": theirs["migrations_applied"],
     }
     for window in (f"{w}s" for w in WINDOWS_S):
-        pairs = list(zip(ours[window]["tick_s_paired"], theirs[window]["tick_s_paired"], strict=True))
+        pairs = _pairs(ours, theirs, window)
         compared[window] = {
             "tick_s_median": ours[window]["tick_s_median"],
             "against_tick_s_median": theirs[window]["tick_s_median"],
@@ -458,15 +463,7 @@ def main() -> None:
             }
             # The same, round by round (each pair of ticks measured within seconds of each other).
             result[f"scaling_paired_{largest}_vs_{smallest}"] = {
-                window: round(
-                    statistics.median(
-                        big / little
-                        for big, little in zip(
-                            large[window]["tick_s_paired"], small[window]["tick_s_paired"], strict=True
-                        )
-                    ),
-                    3,
-                )
+                window: round(statistics.median(a / b for a, b in _pairs(large, small, window)), 3)
                 for window in windows
             }
         if args.serve_seconds > 0:  # 0: ticks only
