@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from fulfillwatch.collector_processor.migrations import apply_migrations
@@ -103,6 +104,55 @@ def test_a_failure_opens_once_and_a_success_resolves(store: Store) -> None:
     assert rows == [
         ("opened", "open", "TenantNotFound: no tenant"),
         ("resolved", "resolved", "reprocess succeeded (replay rpl_1)"),
+    ]
+
+
+def test_expectations_of_one_event_are_decided_apart_by_effect_and_project(store: Store) -> None:
+    """The engine reads summaries and results by event id: rows of the same event's other
+    effects and projects come back too, and must not leak into the expectation decided."""
+    engine = Engine(store, EngineSettings())
+    client = store.client("test")
+    now = _now(store)
+
+    def of(signal: Signal, effect: str, project: str = "default") -> Signal:
+        return replace(signal, signal_id=f"{signal.signal_id}-{effect}-{project}", effect=effect, project=project)
+
+    due = now + TIMEOUT
+    insert_signals(
+        client,
+        [
+            of(receipt_signal("evt_shared", now, due), "grant"),
+            of(result_signal("evt_shared", now, "failure"), "grant"),
+            of(receipt_signal("evt_shared", now, due), "email"),
+            of(result_signal("evt_shared", now, "success"), "email"),
+            of(receipt_signal("evt_shared", now, due), "grant", "shop-eu"),
+            of(result_signal("evt_shared", now, "success"), "grant", "shop-eu"),
+        ],
+    )
+    assert engine.tick().transitions == 1
+    later = now + timedelta(seconds=1)
+    insert_signals(
+        client,
+        [
+            of(result_signal("evt_shared", later, "failure", 1), "grant"),
+            of(result_signal("evt_shared", later, "failure", 1), "email"),
+            of(result_signal("evt_shared", later, "failure", 1), "grant", "shop-eu"),
+        ],
+    )
+    engine.tick()
+    grant = client.query(
+        "SELECT transition, cause FROM fw_incident_log FINAL "
+        "WHERE effect = 'grant' AND project = 'default' ORDER BY seq"
+    ).result_rows
+    assert grant == [("opened", "x-evt_shared-0-grant-default"), ("result_seen", "x-evt_shared-1-grant-default")]
+    # The other two expectations failed only now: each opened an incident of its own.
+    others = client.query(
+        "SELECT effect, project, transition, cause FROM fw_incident_log FINAL "
+        "WHERE NOT (effect = 'grant' AND project = 'default') ORDER BY effect, project"
+    ).result_rows
+    assert others == [
+        ("email", "default", "opened", "x-evt_shared-1-email-default"),
+        ("grant", "shop-eu", "opened", "x-evt_shared-1-grant-shop-eu"),
     ]
 
 

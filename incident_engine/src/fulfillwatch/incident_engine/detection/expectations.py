@@ -76,9 +76,13 @@ def _summaries_of(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(summaries.values())
 
 
-_BY_KEYS = "(stripe_event_id, effect, project) IN {keys:Array(Tuple(String, String, String))}"
+#: Point reads go by event id, and rows of other effects or projects of those events are dropped
+#: in Python (:func:`_events`): with the table's whole key as a tuple ``IN`` a set of keys,
+#: ClickHouse searches every part's index generically, which cost a tick's summaries ~5-7 ms more
+#: (3 and 20 keys on the 10 M store; docs/BENCHMARKS.md).
+_OF_EVENTS = "stripe_event_id IN {events:Array(String)}"
 #: For the engine, which knows each expectation's incident id from its window.
-_ROWS_BY_KEYS = _rows_select(_BY_KEYS, incident_id=False)
+_ROWS_OF_EVENTS = _rows_select(_OF_EVENTS, incident_id=False)
 _HEADS_BY_IDS = heads_select("incident_id IN {ids:Array(String)}")
 
 
@@ -108,7 +112,7 @@ _RESULTS_OF = f"""
     SELECT project, stripe_event_id, effect,
            signal_id, at, outcome, error_type, error_message, replay_id, attempt, ingested_at
     FROM {SIGNALS_TABLE}
-    WHERE (stripe_event_id, effect, project) IN {{keys:Array(Tuple(String, String, String))}} AND signal = 'result'
+    WHERE {_OF_EVENTS} AND signal = 'result'
       -- No signal of an expectation is older than its first_at: the daily partitions before the
       -- oldest of them are skipped (a read by key costs a lookup in every part: at 100 M
       -- expectations, 270 parts made a 15-minute step's results take 5 s).
@@ -120,11 +124,17 @@ def _results_of(client: Client, summaries: list[dict[str, Any]]) -> dict[_Key, l
     """Every result row (duplicates included) of the expectations with these summaries."""
     found: dict[_Key, list[tuple[Any, ...]]] = {_key(row): [] for row in summaries}
     if summaries:
-        by_sort_key = [(event, effect, project) for project, event, effect in found]
         oldest = min(row["first_at"] for row in summaries)
-        for row in client.query(_RESULTS_OF, parameters={"keys": by_sort_key, "oldest": oldest}).result_rows:
-            found[(row[0], row[1], row[2])].append(tuple(row[3:]))
+        for row in client.query(_RESULTS_OF, parameters={"events": _events(found), "oldest": oldest}).result_rows:
+            results = found.get((row[0], row[1], row[2]))
+            if results is not None:  # not another effect or project of the same event
+                results.append(tuple(row[3:]))
     return found
+
+
+def _events(keys: Iterable[_Key]) -> list[str]:
+    """The event ids of these keys, for a point read by :data:`_OF_EVENTS`."""
+    return sorted({event for _, event, _ in keys})
 
 
 def _expectation(
@@ -153,8 +163,8 @@ def _expectation(
 
 
 def _summaries(client: Client, chosen: dict[_Key, str]) -> list[dict[str, Any]]:
-    keys = [(event, effect, project) for project, event, effect in chosen]
-    return _summaries_of(client.query(_ROWS_BY_KEYS, parameters={"keys": keys}).named_results())
+    rows = client.query(_ROWS_OF_EVENTS, parameters={"events": _events(chosen)}).named_results()
+    return _summaries_of(row for row in rows if _key(row) in chosen)
 
 
 def _heads(client: Client, chosen: dict[_Key, str]) -> dict[str, IncidentHead]:
@@ -204,10 +214,7 @@ def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectat
 
 def expectations_of_events(client: Client, stripe_event_ids: Sequence[str]) -> list[Expectation]:
     """Every expectation of the given Stripe events, in one read (no ``new_results``)."""
-    result = client.query(
-        _rows_select("stripe_event_id IN {events:Array(String)}", incident_id=True),
-        parameters={"events": list(stripe_event_ids)},
-    )
+    result = client.query(_rows_select(_OF_EVENTS, incident_id=True), parameters={"events": list(stripe_event_ids)})
     summaries = _summaries_of(result.named_results())
     return [_expectation(row, row["incident_id"], [], _FAR_FUTURE, _FAR_FUTURE) for row in summaries]
 
