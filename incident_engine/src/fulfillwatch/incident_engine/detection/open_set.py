@@ -18,7 +18,7 @@ deadline comes, and one more evaluation finds a settled expectation settled.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
@@ -30,19 +30,6 @@ from fulfillwatch.incident_engine.schema import OPEN_EXPECTATIONS_TABLE
 #: Keys per delete: a literal list of tens of thousands made one statement take a minute
 #: (measured at 30,000 with a key-value read).
 _BATCH = 2_000
-
-
-def _read(client: Client) -> Iterator[Waiting]:
-    """The table's rows, a block at a time: after a burst it can hold hundreds of thousands, and
-    all of them as returned rows beside the copy took ``serve`` past 1 GiB. Projects and effects
-    are few: one string each is kept."""
-    names: dict[str, str] = {}
-    statement = f"SELECT {', '.join(Waiting._fields)} FROM {OPEN_EXPECTATIONS_TABLE}"
-    with client.query_row_block_stream(statement) as blocks:
-        for block in blocks:
-            for incident_id, project, event, effect, due_at, skipped_at in block:
-                project, effect = names.setdefault(project, project), names.setdefault(effect, effect)
-                yield Waiting(incident_id, project, event, effect, due_at, skipped_at)
 
 
 class _Copy:
@@ -81,7 +68,8 @@ class OpenSet:
 
     def _known(self, client: Client) -> _Copy:
         if self._copy is None:
-            self._copy = _Copy(_read(client), self._default_timeout)
+            rows = client.query(f"SELECT {', '.join(Waiting._fields)} FROM {OPEN_EXPECTATIONS_TABLE}").result_rows
+            self._copy = _Copy((Waiting(*row) for row in rows), self._default_timeout)
         return self._copy
 
     def rows(self, client: Client) -> Mapping[str, Waiting]:
