@@ -149,15 +149,11 @@ def _open_rows(store: Store) -> dict[str, tuple[datetime, datetime]]:
     return {str(incident_id): (due_at, skipped_at) for incident_id, due_at, skipped_at in rows.result_rows}
 
 
-# Windows are decided in Python up to _RETURNED_ROWS rows, in the store beyond: with 0, every
-# window is a burst, and what the engine decides must be the same.
-@pytest.fixture(params=[window._RETURNED_ROWS, 0], ids=["decided in Python", "in the store"])
-def decided_either_way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(window, "_RETURNED_ROWS", request.param)
-
-
-@pytest.mark.usefixtures("decided_either_way")
-def test_a_webhook_retry_with_a_later_deadline_does_not_postpone_the_first(store: Store) -> None:
+@pytest.mark.parametrize("returned_rows", [window._RETURNED_ROWS, 0], ids=["decided in Python", "in the store"])
+def test_a_webhook_retry_with_a_later_deadline_does_not_postpone_the_first(
+    store: Store, monkeypatch: pytest.MonkeyPatch, returned_rows: int
+) -> None:
+    monkeypatch.setattr(window, "_RETURNED_ROWS", returned_rows)
     engine, clock = _engine(store)
     client = store.client("test")
     now = store_now(client)
@@ -177,11 +173,14 @@ def test_a_webhook_retry_with_a_later_deadline_does_not_postpone_the_first(store
     assert _open_rows(store) == {}
 
 
-@pytest.mark.usefixtures("decided_either_way")
-def test_a_skipped_result_does_not_stop_the_watch_of_a_later_receipt_deadline(store: Store) -> None:
+@pytest.mark.parametrize("returned_rows", [window._RETURNED_ROWS, 0], ids=["decided in Python", "in the store"])
+def test_a_skipped_result_does_not_stop_the_watch_of_a_later_receipt_deadline(
+    store: Store, monkeypatch: pytest.MonkeyPatch, returned_rows: int
+) -> None:
     # Found on 2026-12-03: the skipped result fell due the default timeout after it was seen,
     # the evaluation then found the expectation pending (its receipt is due in two hours), and
     # the expectation left the open set: no incident ever opened.
+    monkeypatch.setattr(window, "_RETURNED_ROWS", returned_rows)
     engine, clock = _engine(store)
     client = store.client("test")
     now = store_now(client)
@@ -227,8 +226,13 @@ def test_a_missed_deadline_moves_to_the_active_incidents_and_a_reopen_comes_back
     assert kinds[0] == "opened" and "resolved" in kinds and kinds[-1] == "reopened"
 
 
-@pytest.mark.usefixtures("decided_either_way")
-def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(store: Store) -> None:
+# Windows are decided in Python up to _RETURNED_ROWS rows, in the store beyond: with 0, every
+# window of the same traffic is a burst, and the incidents must be the same.
+@pytest.mark.parametrize("returned_rows", [window._RETURNED_ROWS, 0], ids=["decided in Python", "in the store"])
+def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(
+    store: Store, monkeypatch: pytest.MonkeyPatch, returned_rows: int
+) -> None:
+    monkeypatch.setattr(window, "_RETURNED_ROWS", returned_rows)
     rng = random.Random(11)  # this seed found the bug of deadlines skipped by an empty-stretch jump
     engine, clock = _engine(store)
     client = store.client("test")
