@@ -173,35 +173,6 @@ def test_a_webhook_retry_with_a_later_deadline_does_not_postpone_the_first(
     assert _open_rows(store) == {}
 
 
-@pytest.mark.parametrize("returned_rows", [window._RETURNED_ROWS, 0], ids=["decided in Python", "in the store"])
-def test_a_skipped_result_does_not_stop_the_watch_of_a_later_receipt_deadline(
-    store: Store, monkeypatch: pytest.MonkeyPatch, returned_rows: int
-) -> None:
-    # Found on 2026-12-03: the skipped result fell due the default timeout after it was seen,
-    # the evaluation then found the expectation pending (its receipt is due in two hours), and
-    # the expectation left the open set: no incident ever opened.
-    monkeypatch.setattr(window, "_RETURNED_ROWS", returned_rows)
-    engine, clock = _engine(store)
-    client = store.client("test")
-    now = store_now(client)
-    receipt = receipt_signal("evt_long", now, now + timedelta(hours=2))
-    _deliver(client, [receipt, result_signal("evt_long", now, "skipped")], clock)
-    engine.tick()
-    incident = _incident_id(store, "evt_long")
-    clock.offset = TIMEOUT + timedelta(minutes=5)  # the skipped result's timeout, not the deadline
-    _tick_until_caught_up(engine)
-    assert engine.tick().transitions == 0 and incident in _ids(store, OPEN_EXPECTATIONS_TABLE)
-    # A second skipped result arrives after its own timeout (late): still the receipt decides.
-    _deliver(client, [result_signal("evt_long", now, "skipped", 1)], clock)
-    _tick_until_caught_up(engine)
-    assert incident in _ids(store, OPEN_EXPECTATIONS_TABLE)
-
-    clock.offset = timedelta(hours=2, minutes=1)
-    _tick_until_caught_up(engine)
-    assert log_reads.get_incident(client, incident).kind == "duplicate_suppressed"  # type: ignore[union-attr]
-    assert _ids(store, OPEN_EXPECTATIONS_TABLE) == set()
-
-
 def test_a_missed_deadline_moves_to_the_active_incidents_and_a_reopen_comes_back(store: Store) -> None:
     engine, clock = _engine(store)
     client = store.client("test")

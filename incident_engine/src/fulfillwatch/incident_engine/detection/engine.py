@@ -173,7 +173,7 @@ class Engine:
             self._active_ids = active_incidents.active_ids(client)
             self._active_ids.forget()  # a copy from before this engine may be out of date
         live = Live(
-            self._open_set.rows(client), self._active_ids.ids(client), self._open_set.falling_due(client, window)
+            self._open_set.ids(client), self._active_ids.ids(client), self._open_set.falling_due(client, window)
         )
         decisions = decide(client, window, live)
         pairs = evaluate(client, window, decisions.to_evaluate, beside=beside)

@@ -210,7 +210,7 @@ def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, I
     (the live set read from the store, for one evaluation; the engine keeps copies in memory)."""
     open_set = OpenSet(window.default_timeout)
     live = Live(
-        open_set.rows(client), incident_ids_in(client, ACTIVE_INCIDENTS_TABLE), open_set.falling_due(client, window)
+        open_set.ids(client), incident_ids_in(client, ACTIVE_INCIDENTS_TABLE), open_set.falling_due(client, window)
     )
     return evaluate(client, window, decide(client, window, live).to_evaluate)
 

@@ -18,7 +18,7 @@ deadline comes, and one more evaluation finds a settled expectation settled.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Set
 from datetime import datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
@@ -72,9 +72,9 @@ class OpenSet:
             self._copy = _Copy((Waiting(*row) for row in rows), self._default_timeout)
         return self._copy
 
-    def rows(self, client: Client) -> Mapping[str, Waiting]:
-        """The open expectations by incident id (read from the table when not known)."""
-        return self._known(client).rows
+    def ids(self, client: Client) -> Set[str]:
+        """The open expectations' incident ids (read from the table when not known)."""
+        return self._known(client).rows.keys()
 
     def falling_due(self, client: Client, window: Window) -> list[Waiting]:
         """The open expectations whose first deadline is in the window's deadline range."""

@@ -21,7 +21,7 @@ copies of the two key-value tables (:class:`Live`) and applies the rules (:func:
 After the window's transitions are stored, the engine removes what the window settled from
 ``fw_open_expectations`` and inserts what it saw waiting (:mod:`.open_set`). A burst — more than
 a few thousand rows — stays in the store: the rows are folded there (:data:`_ARRIVAL_ROWS` says
-in SQL what :meth:`_Seen.add_arrival` says in Python; the deadlines come from the open set's table)
+in SQL what :meth:`_Seen.add_arrival` says in Python; the deadlines come from ``fw_deadlines``)
 and joined to the key-value tables by key (``join_algorithm = 'direct'``), only the expectations
 that may need something come back to the same rules, and the waiting ones enter with an ``INSERT
 … SELECT``, so a hundred thousand receipts cost four statements and a few MiB. (Shipping every
@@ -31,7 +31,7 @@ and set the peak memory of ``serve`` under big batches.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from concurrent.futures import Executor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +42,7 @@ from clickhouse_connect.driver.client import Client
 from fulfillwatch.incident_engine.schema import (
     ACTIVE_INCIDENTS_TABLE,
     ARRIVALS_TABLE,
+    DEADLINES_TABLE,
     INCIDENT_ID_SQL,
     NEVER,
     NEVER_SQL,
@@ -70,8 +71,7 @@ class Waiting(NamedTuple):
     """An expectation waiting for a result, as ``fw_open_expectations`` holds it (its columns,
     in order): which one, and when it falls due — at its earliest receipt deadline still to
     come, or ``default_timeout`` after its earliest skipped result still waiting (a setting,
-    added when read, as ``fw_deadlines`` does); :data:`~.schema.NEVER` for neither. It falls
-    due at the first if it has one (:meth:`falls_due`)."""
+    added when read, as ``fw_deadlines`` does); :data:`~.schema.NEVER` for neither."""
 
     incident_id: str
     project: str
@@ -81,11 +81,8 @@ class Waiting(NamedTuple):
     skipped_at: datetime
 
     def falls_due(self, default_timeout: timedelta) -> datetime:
-        """When it is decided: at the deadline its verdict uses (:meth:`~.status.Expectation.deadline`)
-        — its receipt's, else ``default_timeout`` after the skipped result. (Also at the skipped
-        result's time when a receipt's deadline came later, the receipt's deadline went unwatched:
-        the evaluation found it pending, and it left the open set.)"""
-        return self.due_at if self.due_at < NEVER else self.skipped_at + default_timeout
+        """When its first deadline comes."""
+        return min(self.due_at, self.skipped_at + default_timeout)
 
     def keeping(self, older: Waiting | None, window: Window) -> Waiting:
         """This entry of an expectation, with the deadlines still to come of its ``older`` entry:
@@ -112,6 +109,14 @@ class Decisions:
 
 _DT = "DateTime64(6, 'UTC')"
 _ARRIVALS_IN_WINDOW = f"FROM {ARRIVALS_TABLE} WHERE ingested_at > {{since:{_DT}}} AND ingested_at <= {{until:{_DT}}}"
+_DEADLINES_IN_WINDOW = f"""
+    FROM {DEADLINES_TABLE}
+    WHERE (kind = 'receipt' AND due_at > {{due_since:{_DT}}} AND due_at <= {{due_until:{_DT}}})
+       -- results without a receipt fall due default_timeout after they were seen
+       OR (kind = 'skipped'
+           AND due_at > {{due_since:{_DT}}} - toIntervalSecond({{timeout_s:UInt32}})
+           AND due_at <= {{due_until:{_DT}}} - toIntervalSecond({{timeout_s:UInt32}}))
+"""
 #: The window's rows, each with what it says on its own: an arrival (``r_unusual``: a failure or
 #: skipped result, or a row written before arrivals said what they were; ``r_waits``: a receipt
 #: or skipped result, waiting for a result — until a receipt's deadline, or ``default_timeout``
@@ -130,16 +135,11 @@ _ARRIVAL_ROWS = f"""
            outcome = 'success' AS r_succeeded
     {_ARRIVALS_IN_WINDOW}
 """
-#: The open expectations falling due in the deadline range, as :meth:`Waiting.falls_due` says.
 _DEADLINE_ROWS = f"""
-    SELECT incident_id, project, stripe_event_id, effect,
-           1 AS r_deadline, 0 AS r_unusual, 0 AS r_waits, 0 AS r_receipt, falls_due AS r_due, 0 AS r_decided,
+    SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect,
+           1 AS r_deadline, 0 AS r_unusual, 0 AS r_waits, 0 AS r_receipt, due_at AS r_due, 0 AS r_decided,
            0 AS r_succeeded
-    FROM (
-        SELECT *, if(due_at < {NEVER_SQL}, due_at, skipped_at + toIntervalSecond({{timeout_s:UInt32}})) AS falls_due
-        FROM {OPEN_EXPECTATIONS_TABLE}
-    )
-    WHERE falls_due > {{due_since:{_DT}}} AND falls_due <= {{due_until:{_DT}}}
+    {_DEADLINES_IN_WINDOW}
 """
 _ROWS = f"{_ARRIVAL_ROWS} UNION ALL {_DEADLINE_ROWS}"
 #: The same, one row per expectation (:class:`_Seen`'s fields): for a burst, in the store.
@@ -157,12 +157,10 @@ _PER_EXPECTATION = f"""
 
 def _with_live(columns: str, source: str, where: str = "1") -> str:
     """``columns`` of the rows of ``source`` (as ``s``) with whether each expectation is open
-    (``is_open``; ``open_due_at``: its receipt's deadline there) and has an active incident
-    (``is_active``), looked up in the key-value tables
+    (``is_open``) and has an active incident (``is_active``), looked up in the key-value tables
     by key as the rows stream (``join_algorithm = 'direct'``: a lookup per row, no scan)."""
     return f"""
-    SELECT {columns}, open.incident_id != '' AS is_open, open.due_at AS open_due_at,
-           active.incident_id != '' AS is_active
+    SELECT {columns}, open.incident_id != '' AS is_open, active.incident_id != '' AS is_active
     FROM ({source}) AS s
     LEFT JOIN {ACTIVE_INCIDENTS_TABLE} AS active ON active.incident_id = s.incident_id
     LEFT JOIN {OPEN_EXPECTATIONS_TABLE} AS open ON open.incident_id = s.incident_id
@@ -220,7 +218,7 @@ class Live:
     those of them falling due in the window's deadline range (``due``), and incidents still active
     (``fw_active_incidents``)."""
 
-    open: Mapping[str, Waiting]
+    open: Set[str]
     active: Set[str]
     due: Sequence[Waiting]
 
@@ -313,15 +311,13 @@ def _parameters(window: Window) -> dict[str, object]:
     }
 
 
-def _decide(decisions: Decisions, seen: _Seen, is_open: bool, is_active: bool, receipt_due_later: bool) -> None:
+def _decide(decisions: Decisions, seen: _Seen, is_open: bool, is_active: bool) -> None:
     """The rules: evaluate what is unusual, reached its deadline in an arrival, or is about an
     open expectation whose deadline came or an active incident; settle open expectations that
-    succeeded or whose deadline was evaluated — unless the open set has a receipt's deadline for
-    it after the window (``receipt_due_later``: a skipped result's time passed, but the verdict
-    waits for the receipt's deadline); remember what waits past the window."""
+    succeeded or whose deadline was evaluated; remember what waits past the window."""
     if (seen.has_deadline and is_open) or seen.unusual or seen.decided or (seen.has_arrival and is_active):
         decisions.to_evaluate[seen.key] = seen.incident_id
-    if is_open and (seen.succeeded or ((seen.has_deadline or seen.decided) and not receipt_due_later)):
+    if is_open and (seen.has_deadline or seen.succeeded or seen.decided):
         decisions.settled.append(seen.incident_id)
     if seen.enters and decisions.waiting is not None:
         decisions.waiting.append(seen.waiting())
@@ -348,9 +344,7 @@ def decide(client: Client, window: Window, live: Live) -> Decisions:
         of(due.incident_id, due.project, due.stripe_event_id, due.effect).add(True, False, False, False)
     decisions = Decisions({}, [], [])
     for incident_id, item in seen.items():
-        entry = live.open.get(incident_id)
-        due_later = entry is not None and window.due_until < entry.due_at < NEVER
-        _decide(decisions, item, entry is not None, incident_id in live.active, due_later)
+        _decide(decisions, item, incident_id in live.open, incident_id in live.active)
     decisions.settled.sort()
     return decisions
 
@@ -359,12 +353,9 @@ def _decide_burst(client: Client, parameters: dict[str, object]) -> Decisions:
     """A burst, decided from what the store returns of it; its waiting expectations stay there."""
     decisions = Decisions({}, [], None)
     rows = client.query(_BURST, parameters=parameters).result_rows
-    until = parameters["due_until"]
-    for row in rows:
-        incident_id, project, event, effect, deadline, arrival, unusual, decided, succeeded = row[:9]
-        is_open, open_due_at, is_active = row[9:]
+    for incident_id, project, event, effect, deadline, arrival, unusual, decided, succeeded, is_open, is_active in rows:
         item = _Seen(incident_id, (project, event, effect), deadline, arrival, unusual, decided, succeeded)
-        _decide(decisions, item, bool(is_open), bool(is_active), bool(is_open) and until < open_due_at < NEVER)
+        _decide(decisions, item, bool(is_open), bool(is_active))
     decisions.settled.sort()
     return decisions
 
