@@ -23,10 +23,8 @@ from fulfillwatch.incident_engine.detection.expectations import (
     expectations_of_event,
     expectations_of_events,
 )
-from fulfillwatch.incident_engine.incidents import log_reads
-from fulfillwatch.incident_engine.incidents.log_reads import IncidentFilter
 from fulfillwatch.incident_engine.model.status import Health, assess
-from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS, NEVER, OPEN_EXPECTATIONS_TABLE
+from fulfillwatch.incident_engine.schema import ENGINE_MIGRATIONS
 from support.signals import receipt_signal, result_signal
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -241,46 +239,6 @@ def test_the_engine_state_moves_to_a_key_value_table_with_each_keys_latest_value
     save_watermarks(client, Watermarks(now, now))
     assert load_watermarks(client).ingested == now
     client.command("DROP DATABASE t_state_kv")
-
-
-def test_the_open_set_moves_to_its_layout_with_deadlines_and_what_was_open_still_falls_due(chdb_dir: str) -> None:
-    location = parse_dsn(f"chdb://{chdb_dir}?database=t_open_set")
-    store = Store(location)
-    client = store.client("test")
-    moved = "engine/0016_open_set_keeps_deadlines"
-    apply_migrations(client, SIGNAL_MIGRATIONS + tuple(m for m in ENGINE_MIGRATIONS if m.id != moved))
-    now = _now(store)
-    save_watermarks(client, Watermarks(now, now))
-    insert_signals(
-        client,
-        [
-            receipt_signal("evt_wait", now, now + TIMEOUT),  # waits for its result
-            result_signal("evt_skip", now, "skipped"),  # waits too: the default timeout, from now
-            receipt_signal("evt_done", now, now + TIMEOUT),
-            result_signal("evt_done", now, "success"),
-        ],
-    )
-    assert apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS) == [moved]
-    [migration] = [m for m in ENGINE_MIGRATIONS if m.id == moved]
-    for step in migration.statements:  # run again, as after a crash before it was recorded
-        assert callable(step)
-        step(client)
-
-    rows = client.query(
-        f"SELECT stripe_event_id, due_at, skipped_at FROM {OPEN_EXPECTATIONS_TABLE} ORDER BY stripe_event_id"
-    ).result_rows
-    assert [(event, due_at == NEVER, skipped_at == NEVER) for event, due_at, skipped_at in rows] == [
-        ("evt_skip", True, False),
-        ("evt_wait", False, True),
-    ]
-    later = now + TIMEOUT + timedelta(minutes=1)
-    engine = Engine(store, EngineSettings(default_timeout_s=TIMEOUT.total_seconds()), clock=lambda _client: later)
-    while not engine.tick().caught_up:
-        pass
-    listed = log_reads.list_incidents(client, IncidentFilter(), 10, 0).items
-    kinds = {incident.identity.stripe_event_id: incident.kind for incident in listed}
-    assert kinds == {"evt_wait": "result_missing", "evt_skip": "duplicate_suppressed"}
-    client.command("DROP DATABASE t_open_set")
 
 
 def test_readiness_probes_of_earlier_releases_leave_the_engine_state(chdb_dir: str) -> None:

@@ -35,12 +35,7 @@ from fulfillwatch.incident_engine.incidents.incident_log import Journal
 from fulfillwatch.incident_engine.incidents.signal_reads import signals_of
 from fulfillwatch.incident_engine.model.status import Health, assess
 from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES, State, Transition, TransitionType
-from fulfillwatch.incident_engine.schema import (
-    ACTIVE_INCIDENTS_TABLE,
-    ENGINE_STATE_TABLE,
-    NEVER,
-    OPEN_EXPECTATIONS_TABLE,
-)
+from fulfillwatch.incident_engine.schema import ACTIVE_INCIDENTS_TABLE, ENGINE_STATE_TABLE, OPEN_EXPECTATIONS_TABLE
 from support.signals import receipt_signal, result_signal
 
 TIMEOUT = timedelta(minutes=30)
@@ -142,35 +137,6 @@ def test_a_burst_enters_the_open_set_in_the_store_and_a_failure_in_it_is_still_d
     _deliver(client, successes, clock)
     engine.tick()
     assert _ids(store, OPEN_EXPECTATIONS_TABLE) == {_incident_id(store, "evt_burst1")}  # failed, no success yet
-
-
-def _open_rows(store: Store) -> dict[str, tuple[datetime, datetime]]:
-    rows = store.client("test").query(f"SELECT incident_id, due_at, skipped_at FROM {OPEN_EXPECTATIONS_TABLE}")
-    return {str(incident_id): (due_at, skipped_at) for incident_id, due_at, skipped_at in rows.result_rows}
-
-
-@pytest.mark.parametrize("returned_rows", [window._RETURNED_ROWS, 0], ids=["decided in Python", "in the store"])
-def test_a_webhook_retry_with_a_later_deadline_does_not_postpone_the_first(
-    store: Store, monkeypatch: pytest.MonkeyPatch, returned_rows: int
-) -> None:
-    monkeypatch.setattr(window, "_RETURNED_ROWS", returned_rows)
-    engine, clock = _engine(store)
-    client = store.client("test")
-    now = store_now(client)
-    incident = _received(store, engine, clock, "evt_retry")
-    [(first_due, _)] = _open_rows(store).values()
-
-    clock.offset = timedelta(minutes=1)
-    engine.tick()  # the first receipt is behind the window's re-read overlap now
-    # Stripe delivered the event again: a second receipt, due later. The first deadline stays.
-    _deliver(client, [receipt_signal("evt_retry", now + timedelta(minutes=1), now + 2 * TIMEOUT, 1)], clock)
-    engine.tick()
-    assert _open_rows(store) == {incident: (first_due, NEVER)}
-
-    clock.offset = TIMEOUT + timedelta(seconds=10)  # past the first deadline, long before the second
-    assert engine.tick().transitions == 1
-    assert log_reads.get_incident(client, incident).kind == "result_missing"  # type: ignore[union-attr]
-    assert _open_rows(store) == {}
 
 
 def test_a_missed_deadline_moves_to_the_active_incidents_and_a_reopen_comes_back(store: Store) -> None:

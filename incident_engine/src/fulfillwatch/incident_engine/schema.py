@@ -13,10 +13,10 @@
   active incidents and the dispatcher's resume read, sized by what is live, not by history.
   Kept in step with the log by :mod:`.incidents.active_incidents`.
 * ``fw_open_expectations`` — expectations still waiting for a success (from their receipt, or
-  a skipped result, until a success or their deadline's evaluation), with their key and their
-  deadlines still to come, ``EmbeddedRocksDB`` keyed by incident id, kept by the engine from the
-  arrivals it reads anyway (a view writing it at ingest made every stored span ~40 % dearer).
-  With ``fw_active_incidents`` it is the live set a tick consults instead of the history.
+  a skipped result, until a success or their deadline's evaluation), ``EmbeddedRocksDB`` keyed
+  by incident id, kept by the engine from the arrivals it reads anyway (a view writing it at
+  ingest made every stored span ~40 % dearer). With ``fw_active_incidents`` it is the live set
+  a tick consults instead of the history.
 * ``fw_engine_state`` — watermarks, heartbeat, lease and followers' positions, one JSON value
   per key (``EmbeddedRocksDB``: the latest write of a key wins);
 * ``fw_write_probes`` — readiness's write probes (a part per probe, one row per process after
@@ -419,53 +419,20 @@ _ARRIVAL_ROWS_WITH_SIGNAL = f"""
     FROM {SIGNALS_TABLE}"""
 
 
-#: ``fw_open_expectations`` since engine/0016: with each expectation's key and its deadlines
-#: still to come (``detection.window.Waiting``), so that the engine finds those falling due in
-#: its copy instead of reading ``fw_deadlines``. Before, it held the incident id and one
-#: ``due_at``.
-_OPEN_SET_DDL = """
-    CREATE TABLE IF NOT EXISTS {table} (
-        incident_id String,
-        project LowCardinality(String),
-        stripe_event_id String,
-        effect LowCardinality(String),
-        due_at DateTime64(6, 'UTC'),
-        skipped_at DateTime64(6, 'UTC')
-    )
-    ENGINE = EmbeddedRocksDB
-    PRIMARY KEY incident_id
-    SETTINGS optimize_for_bulk_insert = 0
-"""
-
-
-def _open_set_columns(client: Client) -> set[str]:
-    rows = client.query(
-        "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String}",
-        parameters={"t": OPEN_EXPECTATIONS_TABLE},
-    ).result_rows
-    return {str(name) for (name,) in rows}
-
-
 def rebuild_open_expectations(client: Client) -> None:
     """Derive ``fw_open_expectations`` from the expectations' summaries: those whose deadline
     may still come (after the engine's due watermark, with a margin) and which have no success
-    yet. Extra rows only cost one evaluation each. A skipped result is taken as seen with the
-    expectation's first signal (the summary keeps no time of its own for it): without a receipt,
-    that is the deadline the verdict uses. (Migrations engine/0008, in the table's layout then,
-    and engine/0016; benchmarks that load signals without running the engine.)"""
+    yet. Extra rows only cost one evaluation each. (The migration that creates the table, and
+    benchmarks that load signals without running the engine.)"""
     # Imported here: that module reads this one's table names at import time.
     from fulfillwatch.incident_engine.detection.engine_state import load_watermarks
 
     horizon = load_watermarks(client).due - timedelta(hours=1)
-    if "skipped_at" in _open_set_columns(client):
-        values = f"project, stripe_event_id, effect, due_at, if(has_skipped, first_at, {NEVER_SQL})"
-    else:
-        values = f"if(receipt_at < {NEVER_SQL}, due_at, first_at)"
     client.command(f"TRUNCATE TABLE {OPEN_EXPECTATIONS_TABLE}")
     client.command(
         f"""
         INSERT INTO {OPEN_EXPECTATIONS_TABLE}
-        SELECT {INCIDENT_ID_SQL}, {values}
+        SELECT {INCIDENT_ID_SQL}, if(receipt_at < {NEVER_SQL}, due_at, first_at)
         FROM (
             SELECT project, stripe_event_id, effect, min(receipt_at) AS receipt_at, min(due_at) AS due_at,
                    min(first_at) AS first_at, max(last_result) AS last_result, max(has_skipped) AS has_skipped
@@ -482,18 +449,6 @@ def rebuild_open_expectations(client: Client) -> None:
         # instead of 7.3 GiB and 39 s for a hash table of every expectation.
         settings={"optimize_aggregation_in_order": 1},
     )
-
-
-def _open_set_keeps_deadlines(client: Client) -> None:
-    """Give ``fw_open_expectations`` the layout of :data:`_OPEN_SET_DDL` (a key-value table takes
-    no new column) and fill it again. Safe to re-run after a crash at any step."""
-    moved = f"{OPEN_EXPECTATIONS_TABLE}_before_0016"
-    if "skipped_at" not in _open_set_columns(client):
-        client.command(f"DROP TABLE IF EXISTS {moved}")
-        client.command(_OPEN_SET_DDL.format(table=moved))
-        client.command(f"EXCHANGE TABLES {OPEN_EXPECTATIONS_TABLE} AND {moved}")
-    client.command(f"DROP TABLE IF EXISTS {moved}")  # the old table, after the exchange
-    rebuild_open_expectations(client)
 
 
 ENGINE_MIGRATIONS += (
@@ -599,9 +554,6 @@ ENGINE_MIGRATIONS += (
         "engine/0015_open_set_small_writes",
         (f"ALTER TABLE {OPEN_EXPECTATIONS_TABLE} MODIFY SETTING optimize_for_bulk_insert = 0",),
     ),
-    # The open set keeps each expectation's key and deadlines: a tick finds the open ones falling
-    # due in the engine's copy, without reading fw_deadlines (docs/BENCHMARKS.md).
-    Migration("engine/0016_open_set_keeps_deadlines", (_open_set_keeps_deadlines,)),
 )
 
 ENGINE_RETENTION = (

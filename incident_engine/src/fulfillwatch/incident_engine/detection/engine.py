@@ -4,14 +4,13 @@ Each tick looks only at what can have changed since the previous one (deadlines 
 
 * expectations with a signal stored since the ingest watermark (minus a small overlap, because
   a concurrent insert may become visible after a later-stamped one), and
-* expectations still open whose deadline passed since the due watermark (the engine's copy of
-  ``fw_open_expectations`` has their deadlines in order: no statement reads them).
+* expectations whose deadline passed since the due watermark.
 
 Of those, only the ones that may need a transition are looked at closely: what arrived that is
 not routine (a failure, a skipped result, anything about an incident still active) and the
 deadlines of expectations still open (no success yet) — decided from the window's rows and
-what is live: two key-value tables (``fw_active_incidents``, ``fw_open_expectations``) the
-engine keeps copies of in memory. For them it reads the summary of *all* their signals and
+what is live: two key-value tables (``fw_active_incidents``, ``fw_open_expectations``) whose
+keys the engine keeps in memory. For them it reads the summary of *all* their signals and
 their incident heads (side by side, on two clients), asks :func:`~.status.assess` and
 :func:`~.transitions.plan` what to append, appends it beside opening what waits for a
 result, then advances the watermarks (kept in memory too: the leader is their only writer) and
@@ -138,7 +137,7 @@ class Engine:
         #: holds the lease, so a tick needs not read them back (forgotten whenever it is not the
         #: leader, or a tick fails; a copy older than the store's only repeats a window).
         self._marks: Watermarks | None = None
-        self._open_set = OpenSet(timedelta(seconds=self.settings.default_timeout_s))
+        self._open_set = OpenSet()
         self._active_ids: active_incidents.ActiveIds | None = None  # the first tick finds it
         self._beside_reads: ThreadPoolExecutor | None = None
 
@@ -172,10 +171,8 @@ class Engine:
         if self._active_ids is None:
             self._active_ids = active_incidents.active_ids(client)
             self._active_ids.forget()  # a copy from before this engine may be out of date
-        live = Live(
-            self._open_set.ids(client), self._active_ids.ids(client), self._open_set.falling_due(client, window)
-        )
-        decisions = decide(client, window, live)
+        live = Live(self._open_set.ids(client), self._active_ids.ids(client))
+        decisions = decide(client, window, live, beside)
         pairs = evaluate(client, window, decisions.to_evaluate, beside=beside)
         transitions: list[Transition] = []
         new_incidents: set[str] = set()  # no head was read: these transitions are their first rows
@@ -189,7 +186,7 @@ class Engine:
             client,
             beside,
             lambda _: self.journal.append(transitions, purpose="engine", new_incidents=new_incidents),
-            lambda on: self._open_set.enter(on, window, decisions),
+            lambda on: self._open_set.enter(on, decisions),
         )
         duration = time.perf_counter() - started
         evaluated = Watermarks(ingested=window.until, due=window.due_until)

@@ -18,20 +18,17 @@ from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
-from fulfillwatch.incident_engine.detection.open_set import OpenSet
 from fulfillwatch.incident_engine.detection.window import Beside, Live, Window, decide, side_by_side
 from fulfillwatch.incident_engine.incidents.log_reads import head_from_row, heads_select
 from fulfillwatch.incident_engine.model.status import Expectation, Health, ResultInfo, assess
 from fulfillwatch.incident_engine.model.transitions import IncidentHead
 from fulfillwatch.incident_engine.schema import (
-    ACTIVE_INCIDENTS_TABLE,
     ARRIVALS_TABLE,
     DEADLINES_TABLE,
     EPOCH,
     EXPECTATIONS_TABLE,
     INCIDENT_ID_SQL,
     NEVER,
-    incident_ids_in,
 )
 
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
@@ -206,13 +203,8 @@ def evaluate(
 
 
 def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, IncidentHead | None]]:
-    """Every expectation the window touches that may need a transition, with its incident head
-    (the live set read from the store, for one evaluation; the engine keeps copies in memory)."""
-    open_set = OpenSet(window.default_timeout)
-    live = Live(
-        open_set.ids(client), incident_ids_in(client, ACTIVE_INCIDENTS_TABLE), open_set.falling_due(client, window)
-    )
-    return evaluate(client, window, decide(client, window, live).to_evaluate)
+    """Every expectation the window touches that may need a transition, with its incident head."""
+    return evaluate(client, window, decide(client, window, Live.read(client)).to_evaluate)
 
 
 def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectation]:

@@ -1,11 +1,8 @@
 """What one evaluation window touched, and which of it needs deciding.
 
 A window is the signals stored in ``(since, until]`` and the deadlines in ``(due_since,
-due_until]``. The signals come from a narrow table read by primary-key range (``fw_arrivals``);
-the deadlines that matter — those of open expectations — from the engine's copy of
-``fw_open_expectations``, which holds each one's deadlines still to come (:class:`Waiting`): no
-statement reads the ~80 deadlines of a 5 s window at 10 M stored, nearly all of expectations
-fulfilled long before. Most of what a window touches needs no decision: a routine receipt whose
+due_until]``. Both come from narrow tables read by primary-key range (``fw_arrivals``,
+``fw_deadlines``). Most of what a window touches needs no decision: a routine receipt whose
 deadline is ahead, a success of an expectation without an active incident. So only these are
 evaluated (their history read, see :mod:`.expectations`):
 
@@ -14,19 +11,20 @@ evaluated (their history read, see :mod:`.expectations`):
   about an expectation whose incident is active (``fw_active_incidents``: a success resolves it);
 * deadlines of expectations still open (``fw_open_expectations``: no success seen yet).
 
-How (:func:`decide`): the window's arrivals come back to Python as stored (with their incident
-id, computed in the store); Python says what each row means (:meth:`_Seen.add_arrival`), folds
-them per expectation with the open ones falling due, looks them up in the engine's in-memory
-copies of the two key-value tables (:class:`Live`) and applies the rules (:func:`_decide`).
-After the window's transitions are stored, the engine removes what the window settled from
-``fw_open_expectations`` and inserts what it saw waiting (:mod:`.open_set`). A burst — more than
-a few thousand rows — stays in the store: the rows are folded there (:data:`_ARRIVAL_ROWS` says
-in SQL what :meth:`_Seen.add_arrival` says in Python; the deadlines come from ``fw_deadlines``)
-and joined to the key-value tables by key (``join_algorithm = 'direct'``), only the expectations
-that may need something come back to the same rules, and the waiting ones enter with an ``INSERT
-… SELECT``, so a hundred thousand receipts cost four statements and a few MiB. (Shipping every
-touched row to Python and looking its key up from there took 4 s and ~100 MiB per 100,000 rows,
-and set the peak memory of ``serve`` under big batches.)
+How (:func:`decide`): the window's rows come back to Python as stored (with their incident id,
+computed in the store; the arrivals and the deadlines are two statements, side by side when the
+engine has two clients); Python says what each row means (:meth:`_Seen.add_arrival`), folds
+them per expectation, looks them up in the engine's in-memory copies of the two key-value
+tables (:class:`Live`) and applies the rules (:func:`_decide`). After the window's transitions
+are stored, the engine removes what the window settled from ``fw_open_expectations`` and
+inserts what it saw waiting (:mod:`.open_set`). A burst — more than a few thousand rows — stays
+in the store: the rows are folded there (:data:`_ARRIVAL_ROWS` says in SQL what
+:meth:`_Seen.add_arrival` says in Python) and joined to the key-value tables by key
+(``join_algorithm = 'direct'``), only the expectations that may need something come back to the
+same rules, and the waiting ones enter with an ``INSERT … SELECT``, so a hundred thousand
+receipts cost four statements and a few MiB. (Shipping every touched row to Python and looking
+its key up from there took 4 s and ~100 MiB per 100,000 rows, and set the peak memory of
+``serve`` under big batches.)
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ from collections.abc import Callable, Sequence, Set
 from concurrent.futures import Executor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from clickhouse_connect.driver.client import Client
 
@@ -44,9 +42,8 @@ from fulfillwatch.incident_engine.schema import (
     ARRIVALS_TABLE,
     DEADLINES_TABLE,
     INCIDENT_ID_SQL,
-    NEVER,
-    NEVER_SQL,
     OPEN_EXPECTATIONS_TABLE,
+    incident_ids_in,
 )
 
 _Key = tuple[str, str, str]  # (project, stripe event id, stored effect)
@@ -67,44 +64,16 @@ class Window:
     default_timeout: timedelta
 
 
-class Waiting(NamedTuple):
-    """An expectation waiting for a result, as ``fw_open_expectations`` holds it (its columns,
-    in order): which one, and when it falls due — at its earliest receipt deadline still to
-    come, or ``default_timeout`` after its earliest skipped result still waiting (a setting,
-    added when read, as ``fw_deadlines`` does); :data:`~.schema.NEVER` for neither."""
-
-    incident_id: str
-    project: str
-    stripe_event_id: str
-    effect: str
-    due_at: datetime
-    skipped_at: datetime
-
-    def falls_due(self, default_timeout: timedelta) -> datetime:
-        """When its first deadline comes."""
-        return min(self.due_at, self.skipped_at + default_timeout)
-
-    def keeping(self, older: Waiting | None, window: Window) -> Waiting:
-        """This entry of an expectation, with the deadlines still to come of its ``older`` entry:
-        the earlier deadline decides (as the expectation's summary says, ``min(due_at)``), so a
-        webhook's retry with a later deadline does not postpone the first. A deadline the window
-        reached was evaluated in it and is dropped. (In SQL: :data:`_ENTER_WAITING`.)"""
-        if older is None:
-            return self
-        due_at = older.due_at if older.due_at > window.due_until else NEVER
-        skipped_at = older.skipped_at if older.skipped_at + window.default_timeout > window.due_until else NEVER
-        return self._replace(due_at=min(self.due_at, due_at), skipped_at=min(self.skipped_at, skipped_at))
-
-
 @dataclass(frozen=True)
 class Decisions:
     """What a window asks of the engine: expectations to evaluate (key → incident id), the
     incident ids of open expectations the window settled, and the expectations it saw waiting
-    for a result — ``None`` for a burst, whose waiting ones enter the open set in the store."""
+    for a result (incident id, deadline) — ``None`` for a burst, whose waiting ones enter the
+    open set in the store."""
 
     to_evaluate: dict[_Key, str]
     settled: list[str]
-    waiting: list[Waiting] | None
+    waiting: list[tuple[str, datetime]] | None
 
 
 _DT = "DateTime64(6, 'UTC')"
@@ -128,7 +97,6 @@ _ARRIVAL_ROWS = f"""
            0 AS r_deadline,
            signal = '' OR outcome IN ('failure', 'skipped') AS r_unusual,
            signal = 'receipt' OR outcome = 'skipped' AS r_waits,
-           signal = 'receipt' AS r_receipt,
            due_at AS r_due,
            r_waits AND if(signal = 'receipt', due_at, due_at + toIntervalSecond({{timeout_s:UInt32}}))
                <= {{due_until:{_DT}}} AS r_decided,
@@ -137,8 +105,7 @@ _ARRIVAL_ROWS = f"""
 """
 _DEADLINE_ROWS = f"""
     SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect,
-           1 AS r_deadline, 0 AS r_unusual, 0 AS r_waits, 0 AS r_receipt, due_at AS r_due, 0 AS r_decided,
-           0 AS r_succeeded
+           1 AS r_deadline, 0 AS r_unusual, 0 AS r_waits, due_at AS r_due, 0 AS r_decided, 0 AS r_succeeded
     {_DEADLINES_IN_WINDOW}
 """
 _ROWS = f"{_ARRIVAL_ROWS} UNION ALL {_DEADLINE_ROWS}"
@@ -148,8 +115,7 @@ _PER_EXPECTATION = f"""
            max(r_deadline) AS has_deadline, max(NOT r_deadline) AS has_arrival, max(r_unusual) AS unusual,
            max(r_decided) AS decided, max(r_succeeded) AS succeeded,
            max(r_waits AND NOT r_decided) AND NOT succeeded AS enters,
-           minIf(if(r_receipt, r_due, {NEVER_SQL}), r_waits AND NOT r_decided) AS waits_due_at,
-           minIf(if(r_receipt, {NEVER_SQL}, r_due), r_waits AND NOT r_decided) AS waits_skipped_at
+           minIf(r_due, r_waits AND NOT r_decided) AS waits_until
     FROM ({_ROWS})
     GROUP BY incident_id
 """
@@ -185,42 +151,39 @@ _BURST = _with_live(
 #: set there (:data:`_ENTER_WAITING`): 100,000 waiting rows returned to Python took serve's peak
 #: under six 20 MiB batches from 750 to 860-900 MiB.
 _RETURNED_ROWS = 5_000
-#: A deadline still to come of an expectation already open is kept (the earlier one decides, as
-#: :meth:`Waiting.keeping` says in Python); one the window reached was evaluated and is dropped.
 _ENTER_WAITING = f"""
-    INSERT INTO {OPEN_EXPECTATIONS_TABLE} ({", ".join(Waiting._fields)})
-    SELECT s.incident_id, s.project, s.event, s.effect_,
-           least(s.waits_due_at, if(open.due_at > {{due_until:{_DT}}}, open.due_at, {NEVER_SQL})),
-           least(s.waits_skipped_at,
-                 if(open.skipped_at > {{due_until:{_DT}}} - toIntervalSecond({{timeout_s:UInt32}}),
-                    open.skipped_at, {NEVER_SQL}))
-    FROM ({_PER_EXPECTATION}) AS s
-    LEFT JOIN {OPEN_EXPECTATIONS_TABLE} AS open ON open.incident_id = s.incident_id
-    WHERE s.enters
-    SETTINGS join_algorithm = 'direct'
+    INSERT INTO {OPEN_EXPECTATIONS_TABLE} (incident_id, due_at)
+    SELECT incident_id, waits_until FROM ({_PER_EXPECTATION}) WHERE enters
 """
-#: The window's arrivals as stored, at most ``limit``. A statement of chDB costs what it takes to
-#: plan: each derived column and each lookup in a key-value table adds to it. Without them, a
-#: 5 s window's arrivals take ~8 ms instead of ~16 (~13 with the lookups, the flags computed in
-#: Python; docs/BENCHMARKS.md). The deadlines are not read: the open ones falling due are in
-#: :attr:`Live.due` (read beside the arrivals from ``fw_deadlines``, they took the window from
-#: ~11 to ~15 ms).
+#: The window's arrivals and its deadlines as stored, at most ``limit`` of each. A statement of
+#: chDB costs what it takes to plan: each derived column and each lookup in a key-value table
+#: adds to it. Without them, a 5 s window's arrivals take ~8 ms instead of ~16 (~13 with the
+#: lookups, the flags computed in Python; docs/BENCHMARKS.md). Two statements, run side
+#: by side on two clients when the engine has a second one.
 _ARRIVALS = f"""
     SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect, signal, outcome, due_at
     {_ARRIVALS_IN_WINDOW}
+    LIMIT {{limit:UInt64}}
+"""
+_DEADLINES = f"""
+    SELECT {INCIDENT_ID_SQL} AS incident_id, project, stripe_event_id, effect, due_at
+    {_DEADLINES_IN_WINDOW}
     LIMIT {{limit:UInt64}}
 """
 
 
 @dataclass(frozen=True)
 class Live:
-    """What is live, by incident id: expectations waiting for a result (``fw_open_expectations``),
-    those of them falling due in the window's deadline range (``due``), and incidents still active
-    (``fw_active_incidents``)."""
+    """What is live, by incident id: expectations waiting for a result (``fw_open_expectations``)
+    and incidents still active (``fw_active_incidents``)."""
 
     open: Set[str]
     active: Set[str]
-    due: Sequence[Waiting]
+
+    @classmethod
+    def read(cls, client: Client) -> Live:
+        """Both, read from the store (for one evaluation; the engine keeps copies in memory)."""
+        return cls(incident_ids_in(client, OPEN_EXPECTATIONS_TABLE), incident_ids_in(client, ACTIVE_INCIDENTS_TABLE))
 
 
 @dataclass(frozen=True)
@@ -260,8 +223,7 @@ class _Seen:
     decided: bool = False
     succeeded: bool = False
     waits: bool = False  # a waiting row whose deadline the window has not reached
-    waits_due_at: datetime = NEVER  # the earliest such receipt's deadline
-    waits_skipped_at: datetime = NEVER  # the earliest such skipped result
+    waits_until: datetime | None = None
 
     @property
     def enters(self) -> bool:
@@ -271,34 +233,27 @@ class _Seen:
     def add_arrival(self, signal: str, outcome: str, due: datetime, window: Window) -> None:
         """Fold in an arrival (a row of :data:`_ARRIVALS`): what it means, as
         :data:`_ARRIVAL_ROWS` says it in the store."""
-        receipt = signal == "receipt"
-        waits = receipt or outcome == "skipped"
-        decided = waits and (due if receipt else due + window.default_timeout) <= window.due_until
+        waits = signal == "receipt" or outcome == "skipped"
+        falls_due = due if signal == "receipt" else due + window.default_timeout
         self.add(
             deadline=False,
             unusual=signal == "" or outcome in ("failure", "skipped"),
-            decided=decided,
+            waits=waits,
+            due=due,
+            decided=waits and falls_due <= window.due_until,
             success=outcome == "success",
         )
-        if waits and not decided:
-            self.waits = True
-            if receipt:
-                self.waits_due_at = min(self.waits_due_at, due)
-            else:
-                self.waits_skipped_at = min(self.waits_skipped_at, due)
 
-    def add(self, deadline: bool, unusual: bool, decided: bool, success: bool) -> None:
-        """Fold the flags of one row of :data:`_ROWS` in (as :data:`_PER_EXPECTATION` does in
-        the store)."""
+    def add(self, deadline: bool, unusual: bool, waits: bool, due: datetime, decided: bool, success: bool) -> None:
+        """Fold one row of :data:`_ROWS` in (as :data:`_PER_EXPECTATION` does in the store)."""
         self.has_deadline |= deadline
         self.has_arrival |= not deadline
         self.unusual |= unusual
         self.decided |= decided
         self.succeeded |= success
-
-    def waiting(self) -> Waiting:
-        """As it enters the open set."""
-        return Waiting(self.incident_id, *self.key, self.waits_due_at, self.waits_skipped_at)
+        if waits and not decided:
+            self.waits = True
+            self.waits_until = due if self.waits_until is None else min(self.waits_until, due)
 
 
 def _parameters(window: Window) -> dict[str, object]:
@@ -319,16 +274,22 @@ def _decide(decisions: Decisions, seen: _Seen, is_open: bool, is_active: bool) -
         decisions.to_evaluate[seen.key] = seen.incident_id
     if is_open and (seen.has_deadline or seen.succeeded or seen.decided):
         decisions.settled.append(seen.incident_id)
-    if seen.enters and decisions.waiting is not None:
-        decisions.waiting.append(seen.waiting())
+    if seen.enters and decisions.waiting is not None and seen.waits_until is not None:
+        decisions.waiting.append((seen.incident_id, seen.waits_until))
 
 
-def decide(client: Client, window: Window, live: Live) -> Decisions:
+def decide(client: Client, window: Window, live: Live, beside: Beside | None = None) -> Decisions:
     """Which of the window's expectations need evaluating, which open ones it settled, and —
-    unless the window is a burst — which it saw waiting."""
+    unless the window is a burst — which it saw waiting. ``beside``: where the deadlines are
+    read while the arrivals are read on ``client``."""
     parameters = _parameters(window)
-    arrivals = client.query(_ARRIVALS, parameters={**parameters, "limit": _RETURNED_ROWS + 1}).result_rows
-    if len(arrivals) + len(live.due) > _RETURNED_ROWS:
+    limited = {**parameters, "limit": _RETURNED_ROWS + 1}
+
+    def rows(statement: str) -> Callable[[Client], Sequence[Sequence[Any]]]:
+        return lambda on: on.query(statement, parameters=limited).result_rows
+
+    arrivals, deadlines = side_by_side(client, beside, rows(_ARRIVALS), rows(_DEADLINES))
+    if len(arrivals) + len(deadlines) > _RETURNED_ROWS:
         return _decide_burst(client, parameters)
     seen: dict[str, _Seen] = {}
 
@@ -340,8 +301,8 @@ def decide(client: Client, window: Window, live: Live) -> Decisions:
 
     for incident_id, project, event, effect, signal, outcome, due in arrivals:
         of(incident_id, project, event, effect).add_arrival(signal, outcome, due, window)
-    for due in live.due:
-        of(due.incident_id, due.project, due.stripe_event_id, due.effect).add(True, False, False, False)
+    for incident_id, project, event, effect, due in deadlines:
+        of(incident_id, project, event, effect).add(True, False, False, due, False, False)
     decisions = Decisions({}, [], [])
     for incident_id, item in seen.items():
         _decide(decisions, item, incident_id in live.open, incident_id in live.active)
