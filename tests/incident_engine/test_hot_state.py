@@ -139,6 +139,35 @@ def test_a_burst_enters_the_open_set_in_the_store_and_a_failure_in_it_is_still_d
     assert _ids(store, OPEN_EXPECTATIONS_TABLE) == {_incident_id(store, "evt_burst1")}  # failed, no success yet
 
 
+@pytest.mark.parametrize("returned_rows", [window._RETURNED_ROWS, 0], ids=["decided in Python", "in the store"])
+def test_a_skipped_result_does_not_stop_the_watch_of_a_later_receipt_deadline(
+    store: Store, monkeypatch: pytest.MonkeyPatch, returned_rows: int
+) -> None:
+    # Found on 2026-12-03: the skipped result fell due the default timeout after it was seen,
+    # the evaluation found the expectation pending (its receipt is due in two hours), and the
+    # expectation left the open set: its receipt's deadline was never looked at, no page.
+    monkeypatch.setattr(window, "_RETURNED_ROWS", returned_rows)
+    engine, clock = _engine(store)
+    client = store.client("test")
+    now = store_now(client)
+    receipt = receipt_signal("evt_long", now, now + timedelta(hours=2))
+    _deliver(client, [receipt, result_signal("evt_long", now, "skipped")], clock)
+    engine.tick()
+    incident = _incident_id(store, "evt_long")
+    clock.offset = TIMEOUT + timedelta(minutes=5)  # the skipped result's timeout, not the deadline
+    _tick_until_caught_up(engine)
+    assert engine.tick().transitions == 0 and incident in _ids(store, OPEN_EXPECTATIONS_TABLE)
+    # A second skipped result arrives after its own timeout (late): still the receipt decides.
+    _deliver(client, [result_signal("evt_long", now, "skipped", 1)], clock)
+    _tick_until_caught_up(engine)
+    assert incident in _ids(store, OPEN_EXPECTATIONS_TABLE)
+
+    clock.offset = timedelta(hours=2, minutes=1)
+    _tick_until_caught_up(engine)
+    assert log_reads.get_incident(client, incident).kind == "duplicate_suppressed"  # type: ignore[union-attr]
+    assert _ids(store, OPEN_EXPECTATIONS_TABLE) == set()
+
+
 def test_a_missed_deadline_moves_to_the_active_incidents_and_a_reopen_comes_back(store: Store) -> None:
     engine, clock = _engine(store)
     client = store.client("test")
@@ -165,12 +194,16 @@ def test_a_missed_deadline_moves_to_the_active_incidents_and_a_reopen_comes_back
 
 # Windows are decided in Python up to _RETURNED_ROWS rows, in the store beyond: with 0, every
 # window of the same traffic is a burst, and the incidents must be the same.
+# Seed 11 found deadlines skipped by an empty-stretch jump. Seed 1 with receipts due in 90
+# minutes, after a skipped result's default timeout, found the missed page of 2026-12-03 (so
+# did 5 of the first 6 seeds).
+@pytest.mark.parametrize(("seed", "due_in_minutes"), [(11, (1, 10, 30)), (1, (1, 10, 30, 90))], ids=["11", "1-long"])
 @pytest.mark.parametrize("returned_rows", [window._RETURNED_ROWS, 0], ids=["decided in Python", "in the store"])
 def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(
-    store: Store, monkeypatch: pytest.MonkeyPatch, returned_rows: int
+    store: Store, monkeypatch: pytest.MonkeyPatch, returned_rows: int, seed: int, due_in_minutes: tuple[int, ...]
 ) -> None:
     monkeypatch.setattr(window, "_RETURNED_ROWS", returned_rows)
-    rng = random.Random(11)  # this seed found the bug of deadlines skipped by an empty-stretch jump
+    rng = random.Random(seed)
     engine, clock = _engine(store)
     client = store.client("test")
     start = store_now(client)
@@ -180,7 +213,7 @@ def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(
         first = start + timedelta(minutes=rng.uniform(0, 40))
         signals: list[Signal] = []
         if rng.random() < 0.85:
-            due = first + timedelta(minutes=rng.choice([1, 10, 30]))
+            due = first + timedelta(minutes=rng.choice(due_in_minutes))
             signals.append(receipt_signal(event_id, first, due))
             if rng.random() < 0.1:  # the webhook retried: a second receipt, later deadline
                 signals.append(receipt_signal(event_id, first + timedelta(seconds=5), due + timedelta(minutes=5), 1))

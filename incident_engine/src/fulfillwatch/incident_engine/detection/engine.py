@@ -173,7 +173,8 @@ class Engine:
             self._active_ids.forget()  # a copy from before this engine may be out of date
         live = Live(self._open_set.ids(client), self._active_ids.ids(client))
         decisions = decide(client, window, live, beside)
-        pairs = evaluate(client, window, decisions.to_evaluate, beside=beside)
+        pairs, pending = evaluate(client, window, decisions.to_evaluate, beside=beside)
+        decisions = decisions.still_open(pending)
         transitions: list[Transition] = []
         new_incidents: set[str] = set()  # no head was read: these transitions are their first rows
         for expectation, head in pairs:

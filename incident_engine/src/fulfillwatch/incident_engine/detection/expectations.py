@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from clickhouse_connect.driver.client import Client
 
@@ -175,16 +175,23 @@ def _heads(client: Client, chosen: dict[_Key, str]) -> dict[str, IncidentHead]:
     }
 
 
-def evaluate(
-    client: Client, window: Window, chosen: dict[_Key, str], *, beside: Beside | None = None
-) -> list[tuple[Expectation, IncidentHead | None]]:
+class Evaluation(NamedTuple):
+    """What :func:`evaluate` found: the expectations that may need a transition, with their
+    incident heads, and the incident ids of those still pending (a deadline still to come)."""
+
+    pairs: list[tuple[Expectation, IncidentHead | None]]
+    pending: frozenset[str]
+
+
+def evaluate(client: Client, window: Window, chosen: dict[_Key, str], *, beside: Beside | None = None) -> Evaluation:
     """The chosen expectations (key → incident id, see :mod:`.window`) that may need a
     transition, with their incident heads: those with an incident, and those without one whose
-    verdict is failing (nothing else can lead to a transition, see :func:`~.transitions.plan`).
+    verdict is failing (nothing else can lead to a transition, see :func:`~.transitions.plan`);
+    and which of them are still pending.
 
     ``beside``: where the heads are read while the summaries are read on ``client``."""
     if not chosen:
-        return []
+        return Evaluation([], frozenset())
     # Two plain point reads, joined here: as one statement with the join and the verdict's
     # filter in SQL, chDB took ~25 ms to plan what the two do in ~15 (docs/BENCHMARKS.md). chDB
     # plans and runs the statements of two clients at once: side by side, an evaluation took
@@ -193,18 +200,22 @@ def evaluate(
     # Results are needed only to audit what happened to an existing incident.
     results = _results_of(client, [row for row in summaries if chosen[_key(row)] in heads])
     pairs: list[tuple[Expectation, IncidentHead | None]] = []
+    pending: set[str] = set()
     for row in summaries:
         key = _key(row)
         expectation = _expectation(row, chosen[key], results.get(key, []), window.since, window.until)
         head = heads.get(expectation.incident_id)
-        if head is not None or assess(expectation, window.now, window.default_timeout).health is Health.FAILING:
+        health = assess(expectation, window.now, window.default_timeout).health
+        if health is Health.PENDING:
+            pending.add(expectation.incident_id)
+        if head is not None or health is Health.FAILING:
             pairs.append((expectation, head))
-    return pairs
+    return Evaluation(pairs, frozenset(pending))
 
 
 def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, IncidentHead | None]]:
     """Every expectation the window touches that may need a transition, with its incident head."""
-    return evaluate(client, window, decide(client, window, Live.read(client)).to_evaluate)
+    return evaluate(client, window, decide(client, window, Live.read(client)).to_evaluate).pairs
 
 
 def expectations_of_event(client: Client, stripe_event_id: str) -> list[Expectation]:

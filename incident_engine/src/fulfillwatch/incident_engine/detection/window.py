@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence, Set
 from concurrent.futures import Executor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -74,6 +74,16 @@ class Decisions:
     to_evaluate: dict[_Key, str]
     settled: list[str]
     waiting: list[tuple[str, datetime]] | None
+
+    def still_open(self, pending: Set[str]) -> Decisions:
+        """These decisions, with the expectations evaluated ``pending`` not settled: a deadline
+        came (a skipped result's timeout), but the verdict waits for a later one — a receipt
+        due after it — and only an open expectation is looked at when that deadline comes
+        (its row in ``fw_deadlines`` comes in a later window). Settled there, such an
+        expectation never paged (found on 2026-12-03)."""
+        if not pending:
+            return self
+        return replace(self, settled=[incident_id for incident_id in self.settled if incident_id not in pending])
 
 
 _DT = "DateTime64(6, 'UTC')"
