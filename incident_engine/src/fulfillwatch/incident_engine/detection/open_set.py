@@ -59,10 +59,11 @@ class OpenSet:
 
     def leave(self, client: Client, window: Window, decisions: Decisions) -> None:
         """Close what the window settled (expectations with a success, and those whose deadline
-        it evaluated), once the window's transitions are stored: an expectation closed before
-        its incident was stored would never be looked at again. One the window also saw waiting
-        stays open (a later receipt moved its deadline). Beside the watermarks' write: left
-        behind by a crash, it only costs an evaluation at its deadline that finds it settled.
+        it evaluated and found past), once the window's transitions are stored: an expectation
+        closed before its incident was stored would never be looked at again. One the window
+        also saw waiting stays open (a later receipt moved its deadline). Beside the
+        watermarks' write: left behind by a crash, it only costs an evaluation at its deadline
+        that finds it settled.
 
         For a burst, whose waiting expectations :meth:`enter` did not see, they enter here,
         after the settled ones left, in the store (the copy is read again)."""

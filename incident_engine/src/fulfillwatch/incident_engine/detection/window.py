@@ -279,7 +279,8 @@ def _parameters(window: Window) -> dict[str, object]:
 def _decide(decisions: Decisions, seen: _Seen, is_open: bool, is_active: bool) -> None:
     """The rules: evaluate what is unusual, reached its deadline in an arrival, or is about an
     open expectation whose deadline came or an active incident; settle open expectations that
-    succeeded or whose deadline was evaluated; remember what waits past the window."""
+    succeeded or whose deadline was evaluated (unless the evaluation finds them still pending:
+    :meth:`Decisions.still_open`); remember what waits past the window."""
     if (seen.has_deadline and is_open) or seen.unusual or seen.decided or (seen.has_arrival and is_active):
         decisions.to_evaluate[seen.key] = seen.incident_id
     if is_open and (seen.has_deadline or seen.succeeded or seen.decided):
