@@ -121,8 +121,31 @@ def test_a_failure_after_resolution_reopens_an_older_one_does_not() -> None:
     assert _plan(_expectation(_result("success", 5), newer, new=(newer,)), resolved) == [
         ("reopened", "open", "result_failed")
     ]
-    older = _result("failure", 8, signal_id="zzz")  # happened before the resolution, arrived late
+    older = _result("failure", 3, signal_id="zzz")  # before the success that resolved, arrived late
     assert _plan(_expectation(older, _result("success", 5)), resolved) == []
+
+
+def test_a_failure_after_the_success_that_resolved_reopens_whenever_it_arrives() -> None:
+    # Found on 2026-12-03 by the many-ticks model: the engine resolved the incident at minute
+    # 10 on a success at minute 5; a failure at minute 8 arrived after that. It is the latest
+    # result and the verdict is failing, but it was compared with the time of the resolution
+    # (this test's assertion until then was that it does not reopen) and the incident stayed
+    # resolved.
+    resolved = _head(State.RESOLVED, since_minutes=10, causes=("success-5",))
+    later = _result("failure", 8, signal_id="zzz")
+    assert _plan(_expectation(later, _result("success", 5), new=(later,)), resolved) == [
+        ("reopened", "open", "result_failed")
+    ]
+
+
+def test_a_failure_before_an_ignore_does_not_reopen_it_a_newer_one_does() -> None:
+    ignored = _head(State.IGNORED, since_minutes=10, causes=("failure-1",))
+    older = _result("failure", 8, signal_id="zzz")  # happened before the ignore, arrived late
+    assert _plan(_expectation(_result("failure", 1), older, new=(older,)), ignored) == []
+    newer = _result("failure", 20)
+    assert _plan(_expectation(_result("failure", 1), newer, new=(newer,)), ignored) == [
+        ("reopened", "open", "result_failed")
+    ]
 
 
 def test_a_failed_repair_returns_a_reprocessing_incident_to_open() -> None:

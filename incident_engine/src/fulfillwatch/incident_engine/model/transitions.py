@@ -197,11 +197,16 @@ def _decisive(
     details = _result_details(last) if last is not None and from_result else {}
     replay_id = last.replay_id if last is not None and from_result else ""
     if head.state in (State.RESOLVED, State.IGNORED):
-        # Only a failure newer than the resolution (or the ignore) reopens — or any verdict on a
-        # declared incident resolved by its late receipt: from there the expectation runs its
-        # ordinary course, and a missed deadline must not hide behind "late receipt".
+        # A person's ignore is reopened only by a failure newer than it. A resolution (always
+        # the engine's, on a success) by any failure the verdict now finds latest: that failure
+        # happened after the success, whenever it arrived (until 2026-12-03 it was compared with
+        # the resolution's time too, so a failure delivered late never reopened). A declared
+        # incident resolved by its late receipt reopens on any verdict: from there the
+        # expectation runs its ordinary course, and a missed deadline must not hide behind
+        # "late receipt".
         late_receipt = head.state is State.RESOLVED and head.kind in DECLARED_KINDS and "late_receipt" in head.causes
-        if (last is not None and from_result and last.at > head.state_since) or late_receipt:
+        after = head.state is State.RESOLVED or (last is not None and last.at > head.state_since)
+        if (last is not None and from_result and after) or late_receipt:
             return make(TransitionType.REOPENED, State.OPEN, kind, verdict.reason, verdict.cause, details, replay_id)
         return None
     if kind != head.kind or head.state is State.REPROCESSING:
