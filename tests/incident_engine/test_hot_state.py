@@ -197,15 +197,26 @@ def test_a_missed_deadline_moves_to_the_active_incidents_and_a_reopen_comes_back
 # Seed 11 found deadlines skipped by an empty-stretch jump. Seed 1 with receipts due in 90
 # minutes, after a skipped result's default timeout, found the missed page of 2026-12-03 (so
 # did 5 of the first 6 seeds); seed 122 a failure delivered after the success it followed had
-# resolved the incident, which never reopened it (1 of 40 seeds, 100-139).
+# resolved the incident, which never reopened it (1 of 40 seeds, 100-139). Seed 400 restarts
+# the engine mid-round, every round: a new engine reads its copies from the store.
 @pytest.mark.parametrize(
-    ("seed", "due_in_minutes"),
-    [(11, (1, 10, 30)), (1, (1, 10, 30, 90)), (122, (1, 10, 30, 45, 90))],
-    ids=["11", "1-long", "122-late-failure"],
+    ("seed", "due_in_minutes", "restarts"),
+    [
+        (11, (1, 10, 30), False),
+        (1, (1, 10, 30, 90), False),
+        (122, (1, 10, 30, 45, 90), False),
+        (400, (1, 10, 30, 90), True),
+    ],
+    ids=["11", "1-long", "122-late-failure", "400-restarts"],
 )
 @pytest.mark.parametrize("returned_rows", [window._RETURNED_ROWS, 0], ids=["decided in Python", "in the store"])
 def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(
-    store: Store, monkeypatch: pytest.MonkeyPatch, returned_rows: int, seed: int, due_in_minutes: tuple[int, ...]
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    returned_rows: int,
+    seed: int,
+    due_in_minutes: tuple[int, ...],
+    restarts: bool,
 ) -> None:
     monkeypatch.setattr(window, "_RETURNED_ROWS", returned_rows)
     rng = random.Random(seed)
@@ -233,6 +244,9 @@ def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(
         batch = [s for signals in plans.values() for i, s in enumerate(signals) if i % 6 == round_number]
         _deliver(client, batch + batch[::4], clock)
         clock.offset = timedelta(minutes=10 * (round_number + 1))
+        if restarts:
+            engine.tick()  # one step of the ten minutes, then the process is replaced
+            engine = Engine(store, EngineSettings(), clock=clock)
         _tick_until_caught_up(engine)
     # Every deadline and default timeout has passed; the engine was over 15 minutes behind, so
     # it also jumps over empty stretches (which must not skip a skipped result's deadline).
