@@ -20,7 +20,7 @@ from fulfillwatch.incident_engine.incidents import active_incidents, log_reads
 from fulfillwatch.incident_engine.incidents.incident_log import append_transitions
 from fulfillwatch.incident_engine.incidents.log_reads import IncidentFilter
 from fulfillwatch.incident_engine.model.transitions import State, Transition, TransitionType
-from fulfillwatch.incident_engine.schema import ACTIVE_INCIDENTS_TABLE, INCIDENT_LOG_TABLE
+from fulfillwatch.incident_engine.schema import ACTIVE_INCIDENTS_TABLE
 from support.inprocess import InProcessService, TenantNotFound
 from support.otlp import encode, recorded_spans
 
@@ -205,48 +205,3 @@ def test_a_new_incident_s_row_made_from_its_transitions_is_the_log_s_summary(
     ).result_rows
     made = active_incidents.summary_of_new_incident(transitions)
     assert (list(from_log[0]) if from_log else None) == made
-
-
-#: The incident head as the engine once aggregated it in the store: the reference for the fold.
-_HEAD_IN_SQL = f"""
-    SELECT argMaxIf(state, seq, state != ''), argMaxIf(kind, seq, kind != ''),
-           maxIf(at, transition IN ('opened', 'reopened', 'resolved', 'ignored', 'acknowledged',
-                                    'reprocess_requested', 'reprocess_failed')),
-           min(at), groupUniqArrayIf(cause, state != ''), groupUniqArrayIf(cause, state = ''),
-           argMaxIf(replay_id, seq, transition = 'reprocess_requested')
-    FROM {INCIDENT_LOG_TABLE} FINAL WHERE incident_id = {{id:String}}
-"""
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(later=st.lists(_LATER, max_size=6), repeated=st.lists(st.integers(min_value=0, max_value=6), max_size=3))
-def test_an_incident_s_head_folded_from_its_log_rows_is_what_the_log_says(
-    store: Store, later: list[tuple[TransitionType, State | None, str, str, str, int]], repeated: list[int]
-) -> None:
-    """The engine folds an incident's head from its log rows in Python: the same current state,
-    kind and reprocess as the listings' ``argMaxIf`` by ``seq``, whatever the rows (appended
-    over several inserts, some transitions written twice)."""
-    incident_id = f"inc_{uuid.uuid4().hex[:24]}"
-    identity = ExpectationIdentity("default", f"evt_{incident_id}", "grant", "invoice.paid", "shop")
-    transitions = [
-        Transition(incident_id, identity, TransitionType.OPENED, State.OPEN, "result_failed", "system", "", "c0", _AT)
-    ]
-    for n, (kind_of, state, kind, reason, replay_id, seconds) in enumerate(later, start=1):
-        at = _AT + timedelta(seconds=seconds)
-        transitions.append(
-            Transition(incident_id, identity, kind_of, state, kind, "bob", reason, f"c{n}", at, replay_id)
-        )
-    client = store.client("test")
-    for transition in transitions:  # one insert each: rows in several parts
-        append_transitions(client, [transition])
-    append_transitions(client, [transitions[n] for n in repeated if n < len(transitions)])  # written again
-
-    [head] = log_reads.heads_of(
-        client.query(log_reads.heads_select("incident_id = {id:String}"), parameters={"id": incident_id}).result_rows
-    ).values()
-    [(state, kind, state_since, opened_at, causes, audited, replay_id)] = client.query(
-        _HEAD_IN_SQL, parameters={"id": incident_id}
-    ).result_rows
-    assert (head.incident_id, head.state.value, head.kind, head.replay_id) == (incident_id, state, kind, replay_id)
-    assert (head.state_since, head.opened_at) == (state_since, opened_at)
-    assert (head.causes, head.audited) == (frozenset(causes), frozenset(audited))

@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 from fulfillwatch.incident_engine.detection.window import Beside, Live, Window, decide, side_by_side
-from fulfillwatch.incident_engine.incidents.log_reads import heads_of, heads_select
+from fulfillwatch.incident_engine.incidents.log_reads import head_from_row, heads_select
 from fulfillwatch.incident_engine.model.status import Expectation, Health, ResultInfo, assess
 from fulfillwatch.incident_engine.model.transitions import IncidentHead
 from fulfillwatch.incident_engine.schema import (
@@ -169,7 +169,10 @@ def _summaries(client: Client, chosen: dict[_Key, str]) -> list[dict[str, Any]]:
 
 def _heads(client: Client, chosen: dict[_Key, str]) -> dict[str, IncidentHead]:
     ids = sorted(set(chosen.values()))
-    return heads_of(client.query(_HEADS_BY_IDS, parameters={"ids": ids}).result_rows)
+    return {
+        row["incident_id"]: head_from_row(row)
+        for row in client.query(_HEADS_BY_IDS, parameters={"ids": ids}).named_results()
+    }
 
 
 class Evaluation(NamedTuple):

@@ -3,8 +3,7 @@
 The log (``fw_incident_log``, see :mod:`..schema`) is the only record of incidents, so
 everything about an incident's present is derived from it here: current state is the latest
 non-empty ``state`` by ``seq`` (``argMaxIf(..., seq)`` over ``FINAL`` rows), never stored
-apart, so it cannot disagree with the audit trail (the engine's heads fold the same rule in
-Python from the rows, :func:`heads_of`). Queries are assembled from fixed condition
+apart, so it cannot disagree with the audit trail. Queries are assembled from fixed condition
 strings that carry server-side parameters (``{name:Type}``); no value is ever spliced into SQL.
 
 The feed (``fw_log_feed``) is the same rows in ``seq`` order, for whoever follows the log as it
@@ -20,11 +19,10 @@ cost follows how many incidents are live, not how many ever were.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -41,7 +39,6 @@ from fulfillwatch.incident_engine.schema import (
     ACTIVE_INCIDENTS_TABLE,
     CURRENT_KIND_SQL,
     CURRENT_STATE_SQL,
-    EPOCH,
     INCIDENT_LOG_TABLE,
     LOG_FEED_DAYS,
     LOG_FEED_TABLE,
@@ -290,73 +287,50 @@ def entries(client: Client, incident_id: str) -> list[LogEntry]:
 # --- incident heads, for the engine -------------------------------------------------------
 
 #: Transitions after which an incident is in a new state (``state_since``).
-_STATE_CHANGES = frozenset(
-    {
-        TransitionType.OPENED.value,
-        TransitionType.REOPENED.value,
-        TransitionType.RESOLVED.value,
-        TransitionType.IGNORED.value,
-        TransitionType.ACKNOWLEDGED.value,
-        TransitionType.REPROCESS_REQUESTED.value,
-        TransitionType.REPROCESS_FAILED.value,
-    }
+_STATE_CHANGES_SQL = ", ".join(
+    f"'{t.value}'"
+    for t in (
+        TransitionType.OPENED,
+        TransitionType.REOPENED,
+        TransitionType.RESOLVED,
+        TransitionType.IGNORED,
+        TransitionType.ACKNOWLEDGED,
+        TransitionType.REPROCESS_REQUESTED,
+        TransitionType.REPROCESS_FAILED,
+    )
 )
 
 
-class _HeadRow(NamedTuple):
-    """The columns of a log row that an incident's head is made of (:func:`heads_select`)."""
-
-    incident_id: str
-    seq: int
-    at: datetime
-    transition: str
-    state: str
-    kind: str
-    cause: str
-    replay_id: str
-
-
 def heads_select(condition: str) -> str:
-    """The log rows of the incidents matching ``condition``, as :func:`heads_of` folds them.
-
-    Rows, not heads: aggregated in the store (``argMaxIf`` and ``GROUP BY``), two incidents'
-    heads took ~16 ms on the 10 M benchmark store against ~12 for their rows (chDB plans an
-    aggregation longer than it runs it on a few rows; docs/BENCHMARKS.md)."""
+    """The head (:class:`IncidentHead`) of every incident whose log rows match ``condition``."""
     return f"""
-        SELECT {", ".join(_HeadRow._fields)}
-        FROM {INCIDENT_LOG_TABLE} FINAL
+        SELECT
+            incident_id,
+            {CURRENT_STATE_SQL} AS state,
+            {CURRENT_KIND_SQL} AS kind,
+            maxIf(at, transition IN ({_STATE_CHANGES_SQL})) AS state_since,
+            min(at) AS opened_at,
+            -- log.state: the stored column, not the alias `state` above
+            groupUniqArrayIf(cause, log.state != '') AS causes,
+            groupUniqArrayIf(cause, log.state = '') AS audited,
+            argMaxIf(replay_id, seq, transition = 'reprocess_requested') AS reprocess_replay_id
+        FROM {INCIDENT_LOG_TABLE} AS log FINAL
         WHERE {condition}
+        GROUP BY incident_id
     """
 
 
-def heads_of(rows: Iterable[Sequence[Any]]) -> dict[str, IncidentHead]:
-    """The head of every incident with rows among ``rows`` (of :func:`heads_select`), by id:
-    the current state and kind are those of the latest row by ``seq`` that has one, as
-    ``CURRENT_STATE_SQL`` derives them for listings."""
-    by_incident: dict[str, list[_HeadRow]] = {}
-    for row in rows:
-        head_row = _HeadRow(*row)
-        by_incident.setdefault(head_row.incident_id, []).append(head_row)
-    return {
-        incident_id: _head(incident_id, sorted(of_one, key=attrgetter("seq")))
-        for incident_id, of_one in by_incident.items()
-    }
-
-
-def _head(incident_id: str, rows: list[_HeadRow]) -> IncidentHead:
-    """One incident's head from its rows in ``seq`` order."""
-    latest = rows[::-1]
+def head_from_row(row: dict[str, Any], prefix: str = "") -> IncidentHead:
+    """An :class:`IncidentHead` from a row of :func:`heads_select` (columns maybe prefixed)."""
     return IncidentHead(
-        incident_id=incident_id,
-        state=State(next((row.state for row in latest if row.state), "")),
-        kind=next((row.kind for row in latest if row.kind), ""),
-        state_since=max((row.at for row in rows if row.transition in _STATE_CHANGES), default=EPOCH),
-        opened_at=min(row.at for row in rows),
-        causes=frozenset(row.cause for row in rows if row.state),
-        audited=frozenset(row.cause for row in rows if not row.state),
-        replay_id=next(
-            (row.replay_id for row in latest if row.transition == TransitionType.REPROCESS_REQUESTED.value), ""
-        ),
+        incident_id=row["incident_id"],
+        state=State(row[f"{prefix}state"]),
+        kind=row[f"{prefix}kind"],
+        state_since=row[f"{prefix}state_since"],
+        opened_at=row[f"{prefix}opened_at"],
+        causes=frozenset(row[f"{prefix}causes"]),
+        audited=frozenset(row[f"{prefix}audited"]),
+        replay_id=row[f"{prefix}replay_id" if prefix else "reprocess_replay_id"],
     )
 
 
