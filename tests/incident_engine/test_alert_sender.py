@@ -8,7 +8,7 @@ stands in for them (support.http_peer), and retry waits are recorded instead of 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,8 +18,10 @@ from standardwebhooks import Webhook
 from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.store import Store
 from fulfillwatch.incident_engine.detection.engine_state import write_state
+from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.incident_log import append_transitions
 from fulfillwatch.incident_engine.model.transitions import State, Transition, TransitionType
+from fulfillwatch.incident_engine.schema import INCIDENT_LOG_TABLE
 from support.http_peer import Call, ScriptedPeer, Waits, route
 from support.inprocess import InProcessService
 from support.serve import wait_for
@@ -209,3 +211,25 @@ def test_transitions_written_by_another_process_are_announced(services: Services
     )
     append_transitions(service.store.client("another-process"), [elsewhere])
     assert _at_least(2, lambda: _actions(peers[PAGER]), "the acknowledgement") == ["trigger", "acknowledge"]
+
+
+def test_a_first_start_announces_the_last_30_days_of_the_log_not_all_of_it(services: Services, store: Store) -> None:
+    """With no position stored (alerts configured for the first time), the sender starts as far
+    back as the log's feed reached when it was a table of its own (30 days), not at the log's
+    first row: a year of old openings is not paged out."""
+    now = datetime.now(timezone.utc)
+    opened = {"old": now - timedelta(days=40), "recent": now - timedelta(days=1)}
+    for name, at in opened.items():
+        store.client("test").command(
+            f"""INSERT INTO {INCIDENT_LOG_TABLE} (incident_id, transition_id, seq, at, transition, state, kind,
+                    actor, reason, cause, stripe_event_id, effect, event_type, service, project)
+                VALUES ({{id:String}}, {{id:String}}, {{seq:UInt64}}, {{at:DateTime64(6, 'UTC')}}, 'opened',
+                    'open', 'result_failed', 'system', 'failed', 'c', {{event:String}}, 'grant',
+                    'invoice.paid', 'shop', 'default')""",
+            parameters={"id": f"inc_first_{name}", "seq": log_reads.seq_at(at), "at": at, "event": f"evt_first_{name}"},
+        )
+    peers = _peers()
+    services.start(peers)
+    announced = _at_least(1, lambda: peers[PAGER].received(), "the recent opening")
+    assert [_mentions("inc_first_recent", "evt_first_recent")(call) for call in announced] == [True]
+    assert not any(_mentions("inc_first_old", "evt_first_old")(call) for call in peers[HOOK].received())

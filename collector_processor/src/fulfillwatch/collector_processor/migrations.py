@@ -44,12 +44,10 @@ class Migration:
 
 @dataclass(frozen=True)
 class RetentionRule:
-    """A table kept ``days`` days after the value of ``time_column`` (at most ``max_days``:
-    a working table that only followers read needs no longer history than that)."""
+    """A table kept ``days`` days after the value of ``time_column``."""
 
     table: str
     time_column: str
-    max_days: int | None = None
 
 
 def apply_migrations(client: Client, migrations: Sequence[Migration]) -> list[str]:
@@ -97,8 +95,7 @@ def apply_retention(client: Client, rules: Iterable[RetentionRule], days: int) -
         raise ValueError(f"retention must be a positive number of days, got {days}")
     changed: list[str] = []
     for rule in rules:
-        kept = days if rule.max_days is None else min(days, rule.max_days)
-        wanted = f"toDateTime({rule.time_column}) + toIntervalDay({kept})"
+        wanted = f"toDateTime({rule.time_column}) + toIntervalDay({days})"
         engine_full = client.query(
             "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
             parameters={"t": rule.table},
@@ -108,5 +105,5 @@ def apply_retention(client: Client, rules: Iterable[RetentionRule], days: int) -
             continue
         client.command(f"ALTER TABLE {rule.table} MODIFY TTL {wanted}")
         changed.append(rule.table)
-        _logger.info("retention of %s set to %d days", rule.table, kept)
+        _logger.info("retention of %s set to %d days", rule.table, days)
     return changed

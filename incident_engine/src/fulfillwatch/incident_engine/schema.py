@@ -6,8 +6,11 @@
   deterministic ``transition_id`` and the table is a ``ReplacingMergeTree`` on
   ``(incident_id, transition_id)``: a retried tick or an accidental second engine cannot
   create a duplicate that reads (``FINAL``) can see.
-* ``fw_log_feed`` — the log's rows again, ordered by ``seq`` and kept for 30 days: followers
-  of the log (the alert sender) read what is new by a primary-key range, not a scan.
+  Its projection ``by_seq`` holds the rows again (without ``details``) ordered by ``seq``:
+  followers of the log (the alert sender, the upkeep of ``fw_active_incidents``) read what is
+  new by a range of the projection's primary key, not a scan. (Before ``engine/0016`` a
+  materialized view copied the rows into a table ``fw_log_feed``: every append ran a second
+  insert, ~6 ms of each.)
 * ``fw_active_incidents`` — the current summary of every incident that is still open,
   acknowledged or reprocessing (``EmbeddedRocksDB``, keyed by incident id): what listings of
   active incidents and the dispatcher's resume read, sized by what is live, not by history.
@@ -59,12 +62,16 @@ ARRIVALS_TABLE = "fw_arrivals"
 DEADLINES_TABLE = "fw_deadlines"
 EXPECTATIONS_TABLE = "fw_expectations"
 BULK_JOBS_TABLE = "fw_bulk_jobs"
+#: The log's rows in ``seq`` order until ``engine/0016`` (now the log's projection ``by_seq``).
 LOG_FEED_TABLE = "fw_log_feed"
+#: The log's projection in ``seq`` order, which followers of the log read (``engine/0016``).
+LOG_BY_SEQ = "by_seq"
 #: Characters of a transition's reason the log keeps.
 LOG_REASON_CHARS = 4096
 ACTIVE_INCIDENTS_TABLE = "fw_active_incidents"
 OPEN_EXPECTATIONS_TABLE = "fw_open_expectations"
-#: Days the feed keeps rows: followers further behind than that start from what is left.
+#: Days ``fw_log_feed`` kept rows (until ``engine/0016``): how far back an alert sender with no
+#: stored position starts.
 LOG_FEED_DAYS = 30
 
 #: Current state and kind of an incident from its log rows. Informational rows (notes, callback
@@ -333,7 +340,8 @@ ENGINE_MIGRATIONS += (
     ),
 )
 
-_FEED_COLUMNS = """seq, incident_id, transition, state, kind, actor, reason, cause, at, replay_id,
+#: The columns of the log's projection in ``seq`` order (those of ``fw_log_feed`` before it).
+LOG_BY_SEQ_COLUMNS = """seq, incident_id, transition, state, kind, actor, reason, cause, at, replay_id,
     project, stripe_event_id, effect, event_type, service"""
 ENGINE_MIGRATIONS += (
     Migration(
@@ -365,7 +373,7 @@ ENGINE_MIGRATIONS += (
             SETTINGS ttl_only_drop_parts = 1
             """,
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS fw_log_feed_mv TO {LOG_FEED_TABLE} AS "
-            f"SELECT {_FEED_COLUMNS} FROM {INCIDENT_LOG_TABLE}",
+            f"SELECT {LOG_BY_SEQ_COLUMNS} FROM {INCIDENT_LOG_TABLE}",
         ),
     ),
 )
@@ -555,12 +563,30 @@ ENGINE_MIGRATIONS += (
         (f"ALTER TABLE {OPEN_EXPECTATIONS_TABLE} MODIFY SETTING optimize_for_bulk_insert = 0",),
     ),
 )
+ENGINE_MIGRATIONS += (
+    Migration(
+        # Followers read the log in ``seq`` order from a projection of the log instead of a
+        # table fed by a materialized view: the view's insert, planned per append, cost ~6 ms of
+        # every append (an incident log append on the 10 M store: ~23 ms with the view, ~17 with
+        # the projection, ~12 with neither; docs/BENCHMARKS.md). A ReplacingMergeTree keeps a
+        # projection only when its merges rebuild it. Followers' positions are ``seq``s, which
+        # the log holds too; the rows the feed held are all in the log (it kept 30 days).
+        "engine/0016_log_feed_as_projection",
+        (
+            f"ALTER TABLE {INCIDENT_LOG_TABLE} MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
+            f"ALTER TABLE {INCIDENT_LOG_TABLE} ADD PROJECTION IF NOT EXISTS {LOG_BY_SEQ} "
+            f"(SELECT {LOG_BY_SEQ_COLUMNS} ORDER BY seq)",
+            f"ALTER TABLE {INCIDENT_LOG_TABLE} MATERIALIZE PROJECTION {LOG_BY_SEQ} SETTINGS mutations_sync = 1",
+            "DROP VIEW IF EXISTS fw_log_feed_mv",
+            f"DROP TABLE IF EXISTS {LOG_FEED_TABLE}",
+        ),
+    ),
+)
 
 ENGINE_RETENTION = (
     RetentionRule(INCIDENT_LOG_TABLE, "at"),
     RetentionRule(ARRIVALS_TABLE, "ingested_at"),
     RetentionRule(DEADLINES_TABLE, "due_at"),
     RetentionRule(EXPECTATIONS_TABLE, "last_ingested_at"),
-    RetentionRule(LOG_FEED_TABLE, "written_at", max_days=LOG_FEED_DAYS),
     *DECLARED_RETENTION,
 )

@@ -1,10 +1,11 @@
 """The alert sender: follows the incident log and announces what deserves it, durably.
 
-The log is the queue. The sender reads new transitions from the log's feed (``fw_log_feed``,
-in ``seq`` order) from a position it stores in ``fw_engine_state``, and every attempt it makes
-is an ``alert_attempt`` row in the incident's log, whose cause is ``<alert id>#<attempt>``. The
-alert id is stable per (destination, transition) and is what the receiver sees as the
-notification's id (``webhook-id``; PagerDuty folds by incident id), so:
+The log is the queue. The sender reads new transitions from the log's feed (its rows in
+``seq`` order, the log's projection ``by_seq``) from a position it stores in
+``fw_engine_state``, and every attempt it makes is an ``alert_attempt`` row in the incident's
+log, whose cause is ``<alert id>#<attempt>``. The alert id is stable per (destination,
+transition) and is what the receiver sees as the notification's id (``webhook-id``; PagerDuty
+folds by incident id), so:
 
 * a restart resumes: the stored position is never past a notification still in progress, and a
   notification whose last attempt was ``retrying`` continues with its next attempt;
@@ -30,7 +31,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import httpx
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -45,6 +46,7 @@ from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
 from fulfillwatch.incident_engine.incidents.records import LoggedTransition
 from fulfillwatch.incident_engine.model.transitions import SYSTEM_ACTOR, Transition, TransitionType
+from fulfillwatch.incident_engine.schema import LOG_FEED_DAYS
 
 _logger = logging.getLogger("fulfillwatch.alerts")
 _POSITION_KEY = "alert_feed"
@@ -150,7 +152,10 @@ class AlertSender:
 
     def _start_following(self) -> None:
         stored = read_state(self._store.client("alerts"), _POSITION_KEY)
-        self._cursor = int(stored["seq"]) if stored else 0
+        # With no position stored (alerts configured for the first time), the rows written in
+        # the last LOG_FEED_DAYS, as far as the feed reached when it was a table of its own.
+        since = log_reads.seq_at(datetime.now(timezone.utc) - timedelta(days=LOG_FEED_DAYS))
+        self._cursor = int(stored["seq"]) if stored else since
         self._saved = self._cursor
         self._seen.clear()
         self._queued.clear()

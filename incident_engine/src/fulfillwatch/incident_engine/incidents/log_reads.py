@@ -6,9 +6,9 @@ non-empty ``state`` by ``seq`` (``argMaxIf(..., seq)`` over ``FINAL`` rows), nev
 apart, so it cannot disagree with the audit trail. Queries are assembled from fixed condition
 strings that carry server-side parameters (``{name:Type}``); no value is ever spliced into SQL.
 
-The feed (``fw_log_feed``) is the same rows in ``seq`` order, for whoever follows the log as it
-grows (the alert sender, the upkeep of active incidents): a range read by primary key instead
-of a scan of the log.
+Whoever follows the log as it grows (the alert sender, the upkeep of active incidents) reads
+its rows in ``seq`` order from the log's projection ``by_seq``: a range read by the
+projection's primary key instead of a scan of the log.
 
 Listings that ask only for active states (open, acknowledged, reprocessing — the on-call view,
 bulk reprocess, the overview's counts) read ``fw_active_incidents`` instead of aggregating the
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -40,8 +40,7 @@ from fulfillwatch.incident_engine.schema import (
     CURRENT_KIND_SQL,
     CURRENT_STATE_SQL,
     INCIDENT_LOG_TABLE,
-    LOG_FEED_DAYS,
-    LOG_FEED_TABLE,
+    LOG_BY_SEQ_COLUMNS,
 )
 
 Params = dict[str, Any]
@@ -231,32 +230,36 @@ def counts_by(client: Client, filters: IncidentFilter, groupings: Sequence[str])
     return counts
 
 
+def seq_at(moment: datetime) -> int:
+    """The ``seq`` of a row appended at ``moment``, to the second: a ``seq`` is the time of its
+    append in nanoseconds since the epoch (:mod:`.incident_log`)."""
+    return max(0, int(moment.timestamp())) * 1_000_000_000
+
+
+#: The incidents with a ``resolved`` row since ``since`` written since ``written_since`` (a
+#: ``seq``), from the log's projection in ``seq`` order.
+RESOLVED_SINCE = f"""SELECT incident_id FROM {INCIDENT_LOG_TABLE}
+    WHERE seq >= {{written_since:UInt64}} AND transition = 'resolved' AND at >= {{since:DateTime64(6, 'UTC')}}"""
+
+
 def time_to_resolve(client: Client, since: datetime) -> tuple[int, float | None]:
     """Incidents resolved since ``since`` and their mean time from opening to resolution (s).
 
-    Which incidents: those with a ``resolved`` row since then. When the feed reaches back that
-    far (it keeps ``LOG_FEED_DAYS``), they are found there, by the days written — so the cost
-    follows the window's resolutions, not the log's size — and only their rows are read from
-    the log; otherwise every incident in the log is aggregated."""
-    feed_reaches = since >= datetime.now(timezone.utc) - timedelta(days=LOG_FEED_DAYS - 1)
+    Which incidents: those with a ``resolved`` row since then, found by when the rows were
+    written (``seq``, in the log's projection in ``seq`` order) — so the cost follows the
+    window's resolutions, not the log's size — and only their rows are read from the log."""
     # A row is written at or after its transition's time: a day's margin covers clock skew.
-    resolved_since = f"""
-        WHERE incident_id IN (
-            SELECT incident_id FROM {LOG_FEED_TABLE}
-            WHERE written_at >= toDateTime({{since:DateTime64(6, 'UTC')}}) - INTERVAL 1 DAY
-              AND transition = 'resolved' AND at >= {{since:DateTime64(6, 'UTC')}}
-        )"""
     count, mean_ms = client.query(
         f"""
         SELECT count(), avg(dateDiff('millisecond', opened, resolved))
         FROM (
             SELECT incident_id, min(at) AS opened, maxIf(at, transition = 'resolved') AS resolved
             FROM {INCIDENT_LOG_TABLE} FINAL
-            {resolved_since if feed_reaches else ""}
+            WHERE incident_id IN ({RESOLVED_SINCE})
             GROUP BY incident_id
             HAVING countIf(transition = 'resolved') > 0 AND resolved >= {{since:DateTime64(6, 'UTC')}}
         )""",
-        parameters={"since": since},
+        parameters={"since": since, "written_since": seq_at(since - timedelta(days=1))},
     ).result_rows[0]
     return int(count), (round(float(mean_ms) / 1000, 3) if count else None)
 
@@ -353,8 +356,8 @@ def reprocessing(client: Client) -> list[tuple[str, str]]:
     return [(incident.id, incident.replay_id) for incident in page.items]
 
 
-_TRANSITION_COLUMNS = """seq, incident_id, transition, state, kind, actor, reason, cause, at, replay_id,
-    project, stripe_event_id, effect, event_type, service"""
+#: A transition's columns as the log's projection in ``seq`` order holds them (all but ``details``).
+_TRANSITION_COLUMNS = LOG_BY_SEQ_COLUMNS
 
 
 def _logged(row: dict[str, Any], details: dict[str, Any] | None = None) -> LoggedTransition:
@@ -388,7 +391,19 @@ def rows_of_replay(client: Client, incident_id: str, replay_id: str) -> list[Log
     return [_logged(row, json.loads(row["details"]) if row["details"] else {}) for row in result.named_results()]
 
 
-# --- following the log: the feed and alert progress -----------------------------------------
+# --- following the log: its rows in seq order, and alert progress ----------------------------
+#
+# These reads name only columns of the log's projection ``by_seq`` and no ``FINAL``, so that
+# ClickHouse reads them from the projection by a range of ``seq`` (a test checks the plan).
+
+
+FEED_AFTER = f"""SELECT {_TRANSITION_COLUMNS} FROM {INCIDENT_LOG_TABLE}
+    WHERE seq > {{seq:UInt64}} AND transition IN {{types:Array(String)}}
+    ORDER BY seq LIMIT {{limit:UInt32}}"""
+CHANGES_AFTER = f"""SELECT seq, incident_id FROM {INCIDENT_LOG_TABLE}
+    WHERE seq > {{seq:UInt64}} AND transition != 'alert_attempt' ORDER BY seq"""
+#: The last row in seq order, not ``max(seq)``: an aggregate would read every row's seq.
+LATEST_SEQ = f"SELECT seq FROM {INCIDENT_LOG_TABLE} ORDER BY seq DESC LIMIT 1"
 
 
 def feed_after(client: Client, seq: int, types: Sequence[TransitionType], limit: int) -> list[LoggedTransition]:
@@ -396,27 +411,22 @@ def feed_after(client: Client, seq: int, types: Sequence[TransitionType], limit:
     order (the same transition may appear twice when it was written twice: callers dedupe by
     ``transition_id``)."""
     result = client.query(
-        f"""SELECT {_TRANSITION_COLUMNS} FROM {LOG_FEED_TABLE}
-            WHERE seq > {{seq:UInt64}} AND transition IN {{types:Array(String)}}
-            ORDER BY seq LIMIT {{limit:UInt32}}""",
+        FEED_AFTER,
         parameters={"seq": seq, "types": [t.value for t in types], "limit": limit},
     )
     return [_logged(row) for row in result.named_results()]
 
 
 def changes_after(client: Client, seq: int) -> list[tuple[int, str]]:
-    """``(seq, incident id)`` of every feed row above ``seq`` other than an alert attempt."""
-    rows = client.query(
-        f"""SELECT seq, incident_id FROM {LOG_FEED_TABLE}
-            WHERE seq > {{seq:UInt64}} AND transition != 'alert_attempt' ORDER BY seq""",
-        parameters={"seq": seq},
-    ).result_rows
+    """``(seq, incident id)`` of every log row above ``seq`` other than an alert attempt."""
+    rows = client.query(CHANGES_AFTER, parameters={"seq": seq}).result_rows
     return [(int(row_seq), str(incident_id)) for row_seq, incident_id in rows]
 
 
 def latest_seq(client: Client) -> int:
-    """The highest ``seq`` in the feed (0 when it is empty)."""
-    return int(client.query(f"SELECT max(seq) FROM {LOG_FEED_TABLE}").result_rows[0][0])
+    """The highest ``seq`` in the log (0 when it is empty)."""
+    rows = client.query(LATEST_SEQ).result_rows
+    return int(rows[0][0]) if rows else 0
 
 
 @dataclass(frozen=True)
