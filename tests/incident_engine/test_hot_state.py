@@ -32,6 +32,7 @@ from fulfillwatch.incident_engine.detection.engine_state import Watermarks, save
 from fulfillwatch.incident_engine.detection.expectations import expectations_of_event, expectations_of_events
 from fulfillwatch.incident_engine.incidents import active_incidents, log_reads
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
+from fulfillwatch.incident_engine.incidents.lifecycle import Actor, IncidentActions
 from fulfillwatch.incident_engine.incidents.signal_reads import signals_of
 from fulfillwatch.incident_engine.model.status import Health, assess
 from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES, State, Transition, TransitionType
@@ -198,16 +199,19 @@ def test_a_missed_deadline_moves_to_the_active_incidents_and_a_reopen_comes_back
 # minutes, after a skipped result's default timeout, found the missed page of 2026-12-03 (so
 # did 5 of the first 6 seeds); seed 122 a failure delivered after the success it followed had
 # resolved the incident, which never reopened it (1 of 40 seeds, 100-139). Seed 400 restarts
-# the engine mid-round, every round: a new engine reads its copies from the store.
+# the engine mid-round, every round: a new engine reads its copies from the store. Seed 500 has
+# people acknowledge and annotate open incidents between ticks, through a journal of their own
+# (as the API in the same process): acknowledged incidents are still active while failing.
 @pytest.mark.parametrize(
-    ("seed", "due_in_minutes", "restarts"),
+    ("seed", "due_in_minutes", "restarts", "people_act"),
     [
-        (11, (1, 10, 30), False),
-        (1, (1, 10, 30, 90), False),
-        (122, (1, 10, 30, 45, 90), False),
-        (400, (1, 10, 30, 90), True),
+        (11, (1, 10, 30), False, False),
+        (1, (1, 10, 30, 90), False, False),
+        (122, (1, 10, 30, 45, 90), False, False),
+        (400, (1, 10, 30, 90), True, False),
+        (500, (1, 10, 30, 90), False, True),
     ],
-    ids=["11", "1-long", "122-late-failure", "400-restarts"],
+    ids=["11", "1-long", "122-late-failure", "400-restarts", "500-people-act"],
 )
 @pytest.mark.parametrize("returned_rows", [window._RETURNED_ROWS, 0], ids=["decided in Python", "in the store"])
 def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(
@@ -217,6 +221,7 @@ def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(
     seed: int,
     due_in_minutes: tuple[int, ...],
     restarts: bool,
+    people_act: bool,
 ) -> None:
     monkeypatch.setattr(window, "_RETURNED_ROWS", returned_rows)
     rng = random.Random(seed)
@@ -248,6 +253,8 @@ def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(
             engine.tick()  # one step of the ten minutes, then the process is replaced
             engine = Engine(store, EngineSettings(), clock=clock)
         _tick_until_caught_up(engine)
+        if people_act:
+            _people_act(store, rng)
     # Every deadline and default timeout has passed; the engine was over 15 minutes behind, so
     # it also jumps over empty stretches (which must not skip a skipped result's deadline).
     clock.offset = timedelta(hours=3)
@@ -261,8 +268,20 @@ def test_over_many_ticks_the_incidents_are_exactly_what_the_history_calls_for(
         active = incident is not None and incident.state in ACTIVE_STATES
         assert active == failing, (expectation, incident)
     assert _ids(store, OPEN_EXPECTATIONS_TABLE) == set()  # every deadline evaluated: nothing open
-    live = {i.id for i in log_reads.list_incidents(client, log_reads.IncidentFilter(states=("open",)), 500, 0).items}
-    assert live == _ids(store, ACTIVE_INCIDENTS_TABLE)
+    active_states = tuple(state.value for state in ACTIVE_STATES)
+    live = log_reads.list_incidents(client, log_reads.IncidentFilter(states=active_states), 500, 0).items
+    assert {incident.id for incident in live} == _ids(store, ACTIVE_INCIDENTS_TABLE)
+
+
+def _people_act(store: Store, rng: random.Random) -> None:
+    """Someone acknowledges about a third of the open incidents and notes on others."""
+    actions = IncidentActions(store, Journal(store), None)
+    listed = log_reads.list_incidents(store.client("test"), log_reads.IncidentFilter(states=("open",)), 500, 0)
+    for incident in listed.items:
+        if rng.random() < 0.35:
+            actions.acknowledge(incident.id, Actor("oncall"), "looking")
+        elif rng.random() < 0.3:
+            actions.note(incident.id, Actor("oncall"), "customer emailed")
 
 
 @contextlib.contextmanager
