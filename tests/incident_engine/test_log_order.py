@@ -17,6 +17,7 @@ from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.migrations import apply_migrations
 from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS
 from fulfillwatch.collector_processor.store import Store, parse_dsn
+from fulfillwatch.incident_engine.detection.engine_state import ALERT_POSITION_KEY, read_state
 from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.incident_log import append_transitions
 from fulfillwatch.incident_engine.model.transitions import State, Transition, TransitionType
@@ -75,12 +76,17 @@ def test_followers_read_the_log_in_seq_order_from_its_projection(
 def test_a_store_from_before_the_projection_keeps_its_rows_and_followers_positions(chdb_dir: str) -> None:
     location = parse_dsn(f"chdb://{chdb_dir}?database=t_log_order")
     client = Store(location).client("test")
-    before = [m for m in ENGINE_MIGRATIONS if m.id != _MIGRATION]
-    apply_migrations(client, SIGNAL_MIGRATIONS + tuple(before))  # a store of the release before
+    ids = [m.id for m in ENGINE_MIGRATIONS]
+    feed_created = ids.index("engine/0006_log_feed")
+    apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS[:feed_created])  # before the feed
+    before_the_feed = _transitions(2)
+    append_transitions(client, before_the_feed)
+    apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS[: ids.index(_MIGRATION)])  # the release before
     early = _transitions(3)
     append_transitions(client, early)
-    position = log_reads.latest_seq(client)  # the log's feed then: a follower read this far
-    assert position == client.query(f"SELECT max(seq) FROM {LOG_FEED_TABLE}").result_rows[0][0]
+    in_the_feed = client.query(f"SELECT seq, incident_id FROM {LOG_FEED_TABLE} ORDER BY seq").result_rows
+    assert [incident_id for _, incident_id in in_the_feed] == [t.incident_id for t in early]
+    position = in_the_feed[-1][0]  # a follower read this far
     waiting = _transitions(2)
     append_transitions(client, waiting)  # written before the upgrade, not followed yet
 
@@ -89,14 +95,35 @@ def test_a_store_from_before_the_projection_keeps_its_rows_and_followers_positio
     append_transitions(client, after)
     expected = [t.incident_id for t in waiting + after]
     assert [incident_id for _, incident_id in log_reads.changes_after(client, position)] == expected
-    assert [incident_id for _, incident_id in log_reads.changes_after(client, 0)][:3] == [t.incident_id for t in early]
+    every_row = [t.incident_id for t in before_the_feed + early + waiting + after]
+    assert [incident_id for _, incident_id in log_reads.changes_after(client, 0)] == every_row
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert LOG_FEED_TABLE not in tables and "fw_log_feed_mv" not in tables
+    # The alert sender had no position: it read the feed from its first row, so it starts there
+    # in the log, not at the rows from before the feed.
+    assert read_state(client, ALERT_POSITION_KEY) == {"seq": in_the_feed[0][0] - 1}
 
     [migration] = [m for m in ENGINE_MIGRATIONS if m.id == _MIGRATION]
-    for statement in migration.statements:  # run again, as after a crash before it was recorded
-        assert isinstance(statement, str)
-        client.command(statement)
+    for step in migration.statements:  # run again, as after a crash before it was recorded
+        if callable(step):
+            step(client)
+        else:
+            client.command(step)
     assert [incident_id for _, incident_id in log_reads.changes_after(client, position)] == expected
+    assert read_state(client, ALERT_POSITION_KEY) == {"seq": in_the_feed[0][0] - 1}
     assert log_reads.time_to_resolve(client, datetime.now(timezone.utc) - timedelta(days=1)) == (0, None)
     client.command("DROP DATABASE t_log_order")
+
+
+def test_a_store_from_before_durable_alerts_announces_nothing_old_after_the_upgrade(chdb_dir: str) -> None:
+    """A store that skips from before the feed to the projection in one upgrade: its feed was
+    empty, so the alert sender starts after the log's last row."""
+    location = parse_dsn(f"chdb://{chdb_dir}?database=t_log_order_old")
+    client = Store(location).client("test")
+    ids = [m.id for m in ENGINE_MIGRATIONS]
+    apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS[: ids.index("engine/0006_log_feed")])
+    append_transitions(client, _transitions(3))
+    last = client.query("SELECT max(seq) FROM fw_incident_log").result_rows[0][0]
+    apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS)
+    assert read_state(client, ALERT_POSITION_KEY) == {"seq": last}
+    client.command("DROP DATABASE t_log_order_old")

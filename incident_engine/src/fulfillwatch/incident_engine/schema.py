@@ -563,6 +563,26 @@ ENGINE_MIGRATIONS += (
         (f"ALTER TABLE {OPEN_EXPECTATIONS_TABLE} MODIFY SETTING optimize_for_bulk_insert = 0",),
     ),
 )
+
+
+def _alerts_start_where_the_feed_began(client: Client) -> None:
+    """An alert sender that never stored a position read ``fw_log_feed`` from its first row: the
+    rows written since ``engine/0006`` created it. Store a position there, so that following the
+    whole log announces nothing the feed did not hold (a store upgraded from before durable
+    alerts would otherwise announce its last days' transitions once)."""
+    # Imported here: those modules read this one's table names at import time.
+    from fulfillwatch.incident_engine.detection.engine_state import ALERT_POSITION_KEY, read_state, write_state
+    from fulfillwatch.incident_engine.incidents.log_reads import latest_seq
+
+    exists = f"SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = '{LOG_FEED_TABLE}'"
+    if read_state(client, ALERT_POSITION_KEY) is not None or not client.query(exists).result_rows[0][0]:
+        return  # the sender's own position, or a run of this migration that got past the drop
+    first, rows = client.query(f"SELECT min(seq), count() FROM {LOG_FEED_TABLE}").result_rows[0]
+    position = int(first) - 1 if rows else latest_seq(client)
+    if position > 0:
+        write_state(client, ALERT_POSITION_KEY, {"seq": position}, datetime.now(timezone.utc))
+
+
 ENGINE_MIGRATIONS += (
     Migration(
         # Followers read the log in ``seq`` order from a projection of the log instead of a
@@ -577,6 +597,7 @@ ENGINE_MIGRATIONS += (
             f"ALTER TABLE {INCIDENT_LOG_TABLE} ADD PROJECTION IF NOT EXISTS {LOG_BY_SEQ} "
             f"(SELECT {LOG_BY_SEQ_COLUMNS} ORDER BY seq)",
             f"ALTER TABLE {INCIDENT_LOG_TABLE} MATERIALIZE PROJECTION {LOG_BY_SEQ} SETTINGS mutations_sync = 1",
+            _alerts_start_where_the_feed_began,
             "DROP VIEW IF EXISTS fw_log_feed_mv",
             f"DROP TABLE IF EXISTS {LOG_FEED_TABLE}",
         ),

@@ -41,7 +41,7 @@ from fulfillwatch.incident_engine.config import AlertDestination
 from fulfillwatch.incident_engine.delivery.alerts import ALERT_EVENTS, alert_id, payload
 from fulfillwatch.incident_engine.delivery.attempts import FINAL_OUTCOMES, Attempt, Sleep, deliver, remaining_wait
 from fulfillwatch.incident_engine.delivery.signing import signed_request
-from fulfillwatch.incident_engine.detection.engine_state import read_state, write_state
+from fulfillwatch.incident_engine.detection.engine_state import ALERT_POSITION_KEY, read_state, write_state
 from fulfillwatch.incident_engine.incidents import log_reads
 from fulfillwatch.incident_engine.incidents.incident_log import Journal
 from fulfillwatch.incident_engine.incidents.records import LoggedTransition
@@ -49,7 +49,6 @@ from fulfillwatch.incident_engine.model.transitions import SYSTEM_ACTOR, Transit
 from fulfillwatch.incident_engine.schema import LOG_FEED_DAYS
 
 _logger = logging.getLogger("fulfillwatch.alerts")
-_POSITION_KEY = "alert_feed"
 _NS = 1_000_000_000
 
 
@@ -151,11 +150,12 @@ class AlertSender:
         await asyncio.gather(*workers, return_exceptions=True)
 
     def _start_following(self) -> None:
-        stored = read_state(self._store.client("alerts"), _POSITION_KEY)
-        # With no position stored (alerts configured for the first time), the rows written in
-        # the last LOG_FEED_DAYS, as far as the feed reached when it was a table of its own.
-        since = log_reads.seq_at(datetime.now(timezone.utc) - timedelta(days=LOG_FEED_DAYS))
-        self._cursor = int(stored["seq"]) if stored else since
+        stored = read_state(self._store.client("alerts"), ALERT_POSITION_KEY)
+        # Rows written more than LOG_FEED_DAYS ago are not announced, as when the feed was a
+        # table of its own that kept them that long: a sender configured for the first time, or
+        # further behind, starts there.
+        reach = log_reads.seq_at(datetime.now(timezone.utc) - timedelta(days=LOG_FEED_DAYS))
+        self._cursor = max(int(stored["seq"]) if stored else 0, reach)
         self._saved = self._cursor
         self._seen.clear()
         self._queued.clear()
@@ -222,7 +222,7 @@ class AlertSender:
 
     def _save_position(self) -> None:
         position = self.position()
-        write_state(self._store.client("alerts"), _POSITION_KEY, {"seq": position}, datetime.now(timezone.utc))
+        write_state(self._store.client("alerts"), ALERT_POSITION_KEY, {"seq": position}, datetime.now(timezone.utc))
         self._saved = position
 
     async def _work(self, client: httpx.AsyncClient, name: str) -> None:

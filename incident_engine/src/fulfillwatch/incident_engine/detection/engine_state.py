@@ -38,6 +38,8 @@ def machine_now(_client: Client) -> datetime:
 _WATERMARKS = "watermarks"
 #: The Stripe reconciler's status (``sources/stripe_events``), read by health and the silence watch.
 STRIPE_STATUS_KEY = "stripe_status"
+#: The alert sender's position in the log's feed (``delivery/alert_sender``; set by a migration).
+ALERT_POSITION_KEY = "alert_feed"
 _HEARTBEAT = "heartbeat"
 
 
