@@ -52,7 +52,6 @@ from fulfillwatch.incident_engine.detection.open_set import OpenSet
 from fulfillwatch.incident_engine.detection.window import Beside, Live, Window, decide, side_by_side
 from fulfillwatch.incident_engine.incidents import active_incidents
 from fulfillwatch.incident_engine.incidents.incident_log import Journal, follow_settled
-from fulfillwatch.incident_engine.model.status import assess
 from fulfillwatch.incident_engine.model.transitions import Transition, plan
 from fulfillwatch.incident_engine.schema import EPOCH
 
@@ -173,12 +172,12 @@ class Engine:
             self._active_ids.forget()  # a copy from before this engine may be out of date
         live = Live(self._open_set.ids(client), self._active_ids.ids(client))
         decisions = decide(client, window, live, beside)
-        pairs, pending = evaluate(client, window, decisions.to_evaluate, beside=beside)
+        decided, pending = evaluate(client, window, decisions.to_evaluate, beside=beside)
         decisions = decisions.still_open(pending)
         transitions: list[Transition] = []
         new_incidents: set[str] = set()  # no head was read: these transitions are their first rows
-        for expectation, head in pairs:
-            planned = plan(expectation, head, assess(expectation, now, default_timeout), now)
+        for expectation, head, verdict in decided:  # verdicts at the window's now
+            planned = plan(expectation, head, verdict, now)
             transitions.extend(planned)
             if head is None and planned:
                 new_incidents.add(expectation.incident_id)
@@ -195,7 +194,7 @@ class Engine:
             engine_id=self.engine_id,
             at=now + timedelta(seconds=duration),
             tick_ms=round(duration * 1000, 2),
-            expectations=len(pairs),
+            expectations=len(decided),
             transitions=len(transitions),
             lag_s=round(duration, 3),
         )
@@ -210,12 +209,12 @@ class Engine:
             side_by_side(client, beside, store_tick, lambda on: self._open_set.leave(on, window, decisions))
         self._marks = evaluated
         caught_up = window.until >= now and window.due_until >= now
-        report = TickReport(now, len(pairs), len(transitions), duration, caught_up)
+        report = TickReport(now, len(decided), len(transitions), duration, caught_up)
         self.last_report = report
         self.last_completed = time.monotonic()
         if transitions:
             _logger.info(
-                "tick: %d expectations, %d transitions in %.0f ms", len(pairs), len(transitions), duration * 1000
+                "tick: %d expectations, %d transitions in %.0f ms", len(decided), len(transitions), duration * 1000
             )
         return report
 

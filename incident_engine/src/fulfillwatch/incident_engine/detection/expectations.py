@@ -20,7 +20,7 @@ from fulfillwatch.collector_processor.identity import ExpectationIdentity
 from fulfillwatch.collector_processor.signals import SIGNALS_TABLE
 from fulfillwatch.incident_engine.detection.window import Beside, Live, Window, decide, side_by_side
 from fulfillwatch.incident_engine.incidents.log_reads import head_from_row, heads_select
-from fulfillwatch.incident_engine.model.status import Expectation, Health, ResultInfo, assess
+from fulfillwatch.incident_engine.model.status import Assessment, Expectation, Health, ResultInfo, assess
 from fulfillwatch.incident_engine.model.transitions import IncidentHead
 from fulfillwatch.incident_engine.schema import (
     ARRIVALS_TABLE,
@@ -177,10 +177,16 @@ def _heads(client: Client, chosen: dict[_Key, str]) -> dict[str, IncidentHead]:
 
 class Evaluation(NamedTuple):
     """What :func:`evaluate` found: the expectations that may need a transition, with their
-    incident heads, and the incident ids of those still pending (a deadline still to come)."""
+    incident heads and verdicts, and the incident ids of those still pending (a deadline still
+    to come)."""
 
-    pairs: list[tuple[Expectation, IncidentHead | None]]
+    decided: list[tuple[Expectation, IncidentHead | None, Assessment]]
     pending: frozenset[str]
+
+    @property
+    def pairs(self) -> list[tuple[Expectation, IncidentHead | None]]:
+        """The expectations that may need a transition, with their incident heads."""
+        return [(expectation, head) for expectation, head, _ in self.decided]
 
 
 def evaluate(client: Client, window: Window, chosen: dict[_Key, str], *, beside: Beside | None = None) -> Evaluation:
@@ -199,18 +205,18 @@ def evaluate(client: Client, window: Window, chosen: dict[_Key, str], *, beside:
     summaries, heads = side_by_side(client, beside, lambda on: _summaries(on, chosen), lambda on: _heads(on, chosen))
     # Results are needed only to audit what happened to an existing incident.
     results = _results_of(client, [row for row in summaries if chosen[_key(row)] in heads])
-    pairs: list[tuple[Expectation, IncidentHead | None]] = []
+    decided: list[tuple[Expectation, IncidentHead | None, Assessment]] = []
     pending: set[str] = set()
     for row in summaries:
         key = _key(row)
         expectation = _expectation(row, chosen[key], results.get(key, []), window.since, window.until)
         head = heads.get(expectation.incident_id)
-        health = assess(expectation, window.now, window.default_timeout).health
-        if health is Health.PENDING:
+        verdict = assess(expectation, window.now, window.default_timeout)
+        if verdict.health is Health.PENDING:
             pending.add(expectation.incident_id)
-        if head is not None or health is Health.FAILING:
-            pairs.append((expectation, head))
-    return Evaluation(pairs, frozenset(pending))
+        if head is not None or verdict.health is Health.FAILING:
+            decided.append((expectation, head, verdict))
+    return Evaluation(decided, frozenset(pending))
 
 
 def evaluate_window(client: Client, window: Window) -> list[tuple[Expectation, IncidentHead | None]]:
