@@ -148,6 +148,16 @@ def test_a_failure_before_an_ignore_does_not_reopen_it_a_newer_one_does() -> Non
     ]
 
 
+def test_a_success_resolves_an_active_incident_but_leaves_an_ignored_one_ignored() -> None:
+    # The engine watches only active incidents for successes: resolving an ignored one when a
+    # success happened to be evaluated (beside a failure, or a deadline) made it depend on timing.
+    success = _result("success", 20)
+    fixed = _expectation(_result("failure", 1), success, new=(success,))
+    for active in (State.OPEN, State.ACKNOWLEDGED, State.REPROCESSING):
+        assert _plan(fixed, _head(active, causes=("failure-1",)))[-1] == ("resolved", "resolved", "result_failed")
+    assert _plan(fixed, _head(State.IGNORED, since_minutes=10, causes=("failure-1",))) == []
+
+
 def test_a_failed_repair_returns_a_reprocessing_incident_to_open() -> None:
     first, repair = _result("failure", 1), _result("failure", 20, replay_id="rpl_1")
     assert _plan(_expectation(first, repair, new=(repair,)), _head(State.REPROCESSING, causes=(first.signal_id,))) == [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -44,13 +44,27 @@ class ReprocessStarted:
     already_running: bool
 
 
-class IncidentActions:
-    """Lifecycle actions, written through the journal."""
+def _machine_now() -> datetime:
+    return datetime.now(timezone.utc)
 
-    def __init__(self, store: Store, journal: Journal, dispatcher: Dispatcher | None) -> None:
+
+class IncidentActions:
+    """Lifecycle actions, written through the journal, stamped with ``clock``'s time (this
+    machine's; tests pass the engine's controllable clock, so that an action and the signals
+    it is compared with — a failure newer than an ignore reopens it — share one time)."""
+
+    def __init__(
+        self,
+        store: Store,
+        journal: Journal,
+        dispatcher: Dispatcher | None,
+        *,
+        clock: Callable[[], datetime] = _machine_now,
+    ) -> None:
         self._store = store
         self._journal = journal
         self._dispatcher = dispatcher
+        self._clock = clock
         self._lock = threading.Lock()
 
     def _incident(self, incident_id: str) -> IncidentSummary:
@@ -82,7 +96,7 @@ class IncidentActions:
             actor.name,
             reason[:MAX_REASON],
             f"{kind.value}:{replay_id or uuid.uuid4().hex}",
-            datetime.now(timezone.utc),
+            self._clock(),
             replay_id,
             recorded,
         )

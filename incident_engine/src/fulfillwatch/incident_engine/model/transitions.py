@@ -185,7 +185,10 @@ def _decisive(
     if verdict.cause in head.causes:
         return None
     last = expectation.last_result
-    if verdict.health is Health.HEALTHY and head.state is not State.RESOLVED and last is not None:
+    # A success resolves an active incident. An ignored one stays ignored (a person closed it,
+    # and the engine does not watch closed incidents for successes: resolving it only when a
+    # success happened to be evaluated for another reason made the outcome depend on timing).
+    if verdict.health is Health.HEALTHY and head.state in ACTIVE_STATES and last is not None:
         by_reprocess = bool(last.replay_id)
         reason = f"reprocess succeeded (replay {last.replay_id})" if by_reprocess else "late success"
         details = {**_result_details(last), "resolved_by": "reprocess" if by_reprocess else "late_success"}
