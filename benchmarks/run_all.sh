@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run every benchmark once; JSON results go to benchmarks/results/ (summarised in docs/BENCHMARKS.md).
-#   bash benchmarks/run_all.sh            (about 27 minutes on 2 cores; the 50 M store needs ~6 GiB of disk)
+#   bash benchmarks/run_all.sh            (about 27 minutes on 2 cores; the detection store of 10 M
+#   expectations needs ~3 GiB of disk; with --sizes 10000000,100000000 bench_detection.py adds a
+#   100 M store: 26 GiB and ~27 minutes more)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
