@@ -52,6 +52,7 @@ from fulfillwatch.incident_engine.detection.open_set import OpenSet
 from fulfillwatch.incident_engine.detection.window import Beside, Live, Window, decide, side_by_side
 from fulfillwatch.incident_engine.incidents import active_incidents
 from fulfillwatch.incident_engine.incidents.incident_log import Journal, follow_settled
+from fulfillwatch.incident_engine.live_keys import KeyCopy
 from fulfillwatch.incident_engine.model.transitions import Transition, plan
 from fulfillwatch.incident_engine.schema import EPOCH
 
@@ -137,7 +138,7 @@ class Engine:
         #: leader, or a tick fails; a copy older than the store's only repeats a window).
         self._marks: Watermarks | None = None
         self._open_set = OpenSet()
-        self._active_ids: active_incidents.ActiveIds | None = None  # the first tick finds it
+        self._active_ids: KeyCopy | None = None  # the first tick finds it
         self._beside_reads: ThreadPoolExecutor | None = None
 
     def is_leader(self) -> bool:

@@ -4,9 +4,9 @@ An expectation is open from a receipt (or a skipped result) until a success or i
 (see :mod:`.window`). The key-value table is what survives a restart; the engine decides from a
 copy of its keys in memory (its size is the number of open expectations, a few thousand at 10 M
 stored), because it is the table's only writer: after each window it writes the table, then
-the copy. The copy is read from the table at start, after a burst (whose waiting expectations
-enter the table in the store), and whenever the engine forgets it (a failed tick, or another
-engine leading for a while).
+the copy (:class:`~..live_keys.KeyCopy`). The copy is read from the table at start, after a
+burst (whose waiting expectations enter the table in the store), and whenever the engine
+forgets it (a failed tick, or another engine leading for a while).
 
 The table may hold an expectation that is no longer open — a tick that stopped between its
 writes leaves it — but never lacks one that is: the engine evaluates what is open when its
@@ -21,7 +21,8 @@ from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.store import insert_rows
 from fulfillwatch.incident_engine.detection.window import Decisions, Window, enter_waiting_of_burst
-from fulfillwatch.incident_engine.schema import OPEN_EXPECTATIONS_TABLE, incident_ids_in
+from fulfillwatch.incident_engine.live_keys import KeyCopy
+from fulfillwatch.incident_engine.schema import OPEN_EXPECTATIONS_TABLE
 
 #: Keys per delete: a literal list of tens of thousands made one statement take a minute
 #: (measured at 30,000 with a key-value read).
@@ -32,17 +33,15 @@ class OpenSet:
     """``fw_open_expectations`` and a copy of its keys (incident ids) in memory."""
 
     def __init__(self) -> None:
-        self._ids: set[str] | None = None
+        self._copy = KeyCopy(OPEN_EXPECTATIONS_TABLE)
 
     def ids(self, client: Client) -> Set[str]:
         """The open expectations' incident ids (read from the table when not known)."""
-        if self._ids is None:
-            self._ids = incident_ids_in(client, OPEN_EXPECTATIONS_TABLE)
-        return self._ids
+        return self._copy.ids(client)
 
     def forget(self) -> None:
         """Read the table again when next asked (another writer may have changed it)."""
-        self._ids = None
+        self._copy.forget()
 
     def enter(self, client: Client, decisions: Decisions) -> None:
         """Open what the window saw waiting (not for a burst: :meth:`leave` enters those). It may
@@ -51,11 +50,8 @@ class OpenSet:
         watermarks move past the window, or its deadline would pass unseen."""
         if not decisions.waiting:
             return
-        copy, self._ids = self._ids, None  # known again once the write succeeded
-        insert_rows(client, OPEN_EXPECTATIONS_TABLE, decisions.waiting, ["incident_id", "due_at"])
-        if copy is not None:
-            copy.update(incident_id for incident_id, _ in decisions.waiting)
-            self._ids = copy
+        with self._copy.writing(added=[incident_id for incident_id, _ in decisions.waiting]):
+            insert_rows(client, OPEN_EXPECTATIONS_TABLE, decisions.waiting, ["incident_id", "due_at"])
 
     def leave(self, client: Client, window: Window, decisions: Decisions) -> None:
         """Close what the window settled (expectations with a success, and those whose deadline
@@ -69,15 +65,13 @@ class OpenSet:
         after the settled ones left, in the store (the copy is read again)."""
         staying = {incident_id for incident_id, _ in decisions.waiting or ()}
         leaving = [incident_id for incident_id in decisions.settled if incident_id not in staying]
-        copy, self._ids = self._ids, None
-        for start in range(0, len(leaving), _BATCH):
-            # By key: a key-value table deletes a list of keys at once, but scans for a subquery.
-            client.command(
-                f"DELETE FROM {OPEN_EXPECTATIONS_TABLE} WHERE incident_id IN {{ids:Array(String)}}",
-                parameters={"ids": leaving[start : start + _BATCH]},
-            )
+        with self._copy.writing(removed=leaving):
+            for start in range(0, len(leaving), _BATCH):
+                # By key: a key-value table deletes a list of keys at once, but scans for a subquery.
+                client.command(
+                    f"DELETE FROM {OPEN_EXPECTATIONS_TABLE} WHERE incident_id IN {{ids:Array(String)}}",
+                    parameters={"ids": leaving[start : start + _BATCH]},
+                )
         if decisions.waiting is None:
+            self._copy.forget()  # read again: the burst's waiting ones enter in the store
             enter_waiting_of_burst(client, window)
-        elif copy is not None:
-            copy.difference_update(leaving)
-            self._ids = copy

@@ -23,25 +23,26 @@ Two paths keep it current:
   a race within a tick.
 
 The engine decides from the ids of the active incidents on every tick; it keeps them in memory
-(:class:`ActiveIds`, one per database in a process), loaded from the table once and then told
-of every write this module makes, under one lock with the write, so the copy is the table as
-this process wrote it. Other processes' writes reach it when the engine's follower refreshes
-those incidents, at the start of its tick. (Looking them up in the table within the window's
-statement cost ~4 ms of every tick's ~15.)
+(a :class:`~..live_keys.KeyCopy`, one per database in a process, :func:`active_ids`), loaded
+from the table once and then told of every write this module makes, under one lock with the
+write, so the copy is the table as this process wrote it. Other processes' writes reach it
+when the engine's follower refreshes those incidents, at the start of its tick. (Looking them
+up in the table within the window's statement cost ~4 ms of every tick's ~15.)
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable, Sequence, Set
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timezone
 
 from clickhouse_connect.driver.client import Client
 
 from fulfillwatch.collector_processor.store import insert_rows
 from fulfillwatch.incident_engine.incidents import log_reads
+from fulfillwatch.incident_engine.live_keys import KeyCopy
 from fulfillwatch.incident_engine.model.transitions import ACTIVE_STATES, Transition, TransitionType
-from fulfillwatch.incident_engine.schema import ACTIVE_INCIDENTS_TABLE, LOG_REASON_CHARS, incident_ids_in
+from fulfillwatch.incident_engine.schema import ACTIVE_INCIDENTS_TABLE, LOG_REASON_CHARS
 
 _COLUMNS = [
     "incident_id",
@@ -77,60 +78,27 @@ def _active_rows(summaries: str) -> str:
 _BATCH = 2_000
 #: Held around every write of the table and the update of the in-memory copies that follows it,
 #: and while a copy is loaded: a copy never misses a write nor sees two in another order.
-_WRITES = threading.Lock()
+_WRITES = threading.RLock()
+_COPIES: dict[str, KeyCopy] = {}  # by database
 
 
-class ActiveIds:
-    """The ids in ``fw_active_incidents``, in memory (see the module's docstring): read from the
-    table when first asked, and again after :meth:`forget`, a rebuild or a failed write."""
-
-    def __init__(self) -> None:
-        self._ids: set[str] | None = None
-
-    def ids(self, client: Client) -> Set[str]:
-        """The ids (the live copy: later writes of this process show in it)."""
-        with _WRITES:
-            if self._ids is None:
-                self._ids = incident_ids_in(client, ACTIVE_INCIDENTS_TABLE)
-            return self._ids
-
-    def forget(self) -> None:
-        """Read the table again when next asked."""
-        with _WRITES:
-            self._ids = None
-
-    def _written(self, active: Iterable[str], closed: Iterable[str]) -> None:
-        """Under :data:`_WRITES`, after a write of the table."""
-        if self._ids is not None:
-            self._ids.update(active)
-            self._ids.difference_update(closed)
-
-
-_COPIES: dict[str, ActiveIds] = {}  # by database
-
-
-def active_ids(client: Client) -> ActiveIds:
-    """The in-memory copy of the ids in ``client``'s database (kept up to date from now on)."""
+def active_ids(client: Client) -> KeyCopy:
+    """The in-memory copy of the ids in ``client``'s database (kept up to date from now on; read
+    from the table when first asked, and again after it is forgotten, a rebuild or a failed write)."""
     with _WRITES:
-        return _COPIES.setdefault(client.database or "", ActiveIds())
+        return _COPIES.setdefault(client.database or "", KeyCopy(ACTIVE_INCIDENTS_TABLE, _WRITES))
 
 
 def _write(client: Client, rows: Sequence[Sequence[object]] = (), closed: Sequence[str] = ()) -> None:
     """Write ``rows``, delete the ``closed`` incidents, and tell the copy."""
-    with _WRITES:
-        copy = _COPIES.setdefault(client.database or "", ActiveIds())
-        try:
-            if rows:
-                insert_rows(client, ACTIVE_INCIDENTS_TABLE, rows, _COLUMNS)
-            if closed:
-                client.command(
-                    f"DELETE FROM {ACTIVE_INCIDENTS_TABLE} WHERE incident_id IN {{ids:Array(String)}}",
-                    parameters={"ids": list(closed)},
-                )
-        except BaseException:
-            copy._ids = None  # a write that failed may have been applied: read the table again
-            raise
-        copy._written((str(row[0]) for row in rows), closed)
+    with active_ids(client).writing(added=[str(row[0]) for row in rows], removed=closed):
+        if rows:
+            insert_rows(client, ACTIVE_INCIDENTS_TABLE, rows, _COLUMNS)
+        if closed:
+            client.command(
+                f"DELETE FROM {ACTIVE_INCIDENTS_TABLE} WHERE incident_id IN {{ids:Array(String)}}",
+                parameters={"ids": list(closed)},
+            )
 
 
 def refresh(client: Client, incident_ids: Iterable[str]) -> None:
@@ -207,7 +175,7 @@ def rebuild(client: Client) -> int:
     returns the feed position it is current with."""
     position = log_reads.latest_seq(client)
     with _WRITES:
-        _COPIES.setdefault(client.database or "", ActiveIds())._ids = None
+        active_ids(client).forget()
         client.command(f"TRUNCATE TABLE {ACTIVE_INCIDENTS_TABLE}")
         client.command(
             f"INSERT INTO {ACTIVE_INCIDENTS_TABLE} ({', '.join(_COLUMNS)}) {_active_rows(log_reads.summary_select())}",
