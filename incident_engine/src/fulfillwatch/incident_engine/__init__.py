@@ -4,6 +4,8 @@ Where things live (``docs/ARCHITECTURE.md`` maps each behaviour to its package):
 
 * :mod:`.model` — expectations, verdicts, incident states and transitions (pure, no I/O);
 * :mod:`.detection` — the engine: watermarks, windows, the lease;
+* :mod:`.live_keys` — the in-memory copies of the live set's keys (open expectations, active
+  incidents) that the engine decides from;
 * :mod:`.incidents` — the append-only incident log, lifecycle actions, bulk jobs, reads for the API;
 * :mod:`.delivery` — signed reprocess callbacks and alerts, with retries;
 * :mod:`.sources` — signals from other tables (the Collector's ``otel_traces``) and Stripe's
