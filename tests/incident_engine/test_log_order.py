@@ -90,7 +90,7 @@ def test_a_store_from_before_the_projection_keeps_its_rows_and_followers_positio
     waiting = _transitions(2)
     append_transitions(client, waiting)  # written before the upgrade, not followed yet
 
-    assert apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS) == [_MIGRATION]
+    assert apply_migrations(client, SIGNAL_MIGRATIONS + ENGINE_MIGRATIONS[: ids.index(_MIGRATION) + 1]) == [_MIGRATION]
     after = _transitions(2)
     append_transitions(client, after)
     expected = [t.incident_id for t in waiting + after]
