@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from clickhouse_connect.driver.client import Client
+
 from fulfillwatch.collector_processor.migrations import apply_migrations
 from fulfillwatch.collector_processor.signals import SIGNAL_MIGRATIONS
 from fulfillwatch.collector_processor.store import Store, parse_dsn
@@ -23,17 +25,21 @@ _ROWS = 30_000
 _HEADS = log_reads.heads_select("incident_id IN {ids:Array(String)}")  # as the engine reads them
 
 
-def _decompressed(client: object, read: Callable[[], object]) -> int:
-    """Bytes the store decompressed during ``read`` (the process's counter: nothing else runs)."""
+def _decompressed(client: Client, read: Callable[[], object]) -> int:
+    """Bytes the store decompressed during ``read``: the least of three reads, since the counter
+    is the process's and a merge elsewhere could only add to it."""
     counter = "SELECT value FROM system.events WHERE event = 'CompressedReadBufferBytes'"
 
     def now() -> int:
-        rows = client.query(counter).result_rows  # type: ignore[attr-defined]
+        rows = client.query(counter).result_rows
         return int(rows[0][0]) if rows else 0
 
-    before = now()
-    read()
-    return now() - before
+    def once() -> int:
+        before = now()
+        read()
+        return now() - before
+
+    return min(once() for _ in range(3))
 
 
 def test_a_store_from_before_the_small_blocks_reads_a_few_kilobytes_per_key_after_the_upgrade(
@@ -83,3 +89,4 @@ def test_a_store_from_before_the_small_blocks_reads_a_few_kilobytes_per_key_afte
     # Three keys: three granules of 256 rows in each column read, a few KiB each.
     assert summaries_after < 400_000 < summaries_before, (summaries_before, summaries_after)
     assert heads_after < 400_000 < heads_before, (heads_before, heads_after)
+    client.command("DROP DATABASE t_read_blocks")
